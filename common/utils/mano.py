@@ -1,0 +1,409 @@
+"""MANO hand model: reading model files without chumpy, and a batched linear-blend-skinning layer.
+
+The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` are Python-2 pickles whose arrays are wrapped
+in chumpy objects and whose ``J_regressor`` is a ``scipy.sparse`` matrix. :func:`load_mano_file`
+reads them with stand-in classes, so neither chumpy nor old scipy modules are needed, and refuses
+anything else a pickle could name. When no file is found, :func:`load_hand_model` falls back to the
+built-in procedural hand (``proxy_hand.py``) and says so once.
+
+The layer follows the MANO paper (Romero et al. 2017) and agrees with smplx's and manopth's layers:
+
+    v_shaped = v_template + shapedirs . betas
+    J        = J_regressor . v_shaped
+    v_posed  = v_shaped + posedirs . (R(theta)[1:] - I)
+    verts    = sum_k w_k G_k(theta, J) v_posed        (G_k: rest-to-posed transform of joint k)
+
+Units are metres. Joints come out in the order used everywhere in the code (DESIGN.md): wrist,
+thumb 1-4, index 1-4, middle 1-4, ring 1-4, pinky 1-4, where joint 4 of a finger is its fingertip
+vertex (:data:`FINGERTIP_VERTS`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from errors import UserError
+from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+
+log = logging.getLogger('interacthand')
+
+MANO_KEYS = ('v_template', 'f', 'shapedirs', 'posedirs', 'J_regressor', 'weights',
+             'kintree_table', 'hands_components', 'hands_mean')
+NUM_VERTS, NUM_FACES, NUM_MANO_JOINTS, NUM_JOINTS = 778, 1538, 16, 21
+FINGERTIP_VERTS = (745, 317, 444, 556, 673)  # thumb, index, middle, ring, pinky
+JOINT_NAMES = ('wrist',
+               'thumb1', 'thumb2', 'thumb3', 'thumb4', 'index1', 'index2', 'index3', 'index4',
+               'middle1', 'middle2', 'middle3', 'middle4', 'ring1', 'ring2', 'ring3', 'ring4',
+               'pinky1', 'pinky2', 'pinky3', 'pinky4')
+# MANO's 16 joints are wrist, index 1-3, middle 1-3, pinky 1-3, ring 1-3, thumb 1-3; numbering the
+# fingertips 16-20 (thumb, index, middle, ring, pinky), this picks the 21 joints in JOINT_NAMES order.
+MANO_TO_JOINTS = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
+SIDES = ('right', 'left')
+
+
+class ManoFileError(UserError):
+    """A file that is not a usable MANO model."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading model files
+
+class _Pickled:
+    """Stand-in for a class the pickle names but we do not import (chumpy, scipy.sparse)."""
+    module = name = ''
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        self.state: dict = {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {'state': state}
+
+
+class _ManoUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and plain containers only; chumpy and scipy.sparse become stand-ins."""
+    _SAFE = {('copy_reg', '_reconstructor'), ('copyreg', '_reconstructor'),
+             ('__builtin__', 'object'), ('builtins', 'object'), ('__builtin__', 'set'),
+             ('builtins', 'set'), ('collections', 'OrderedDict'), ('__builtin__', 'frozenset'),
+             ('builtins', 'frozenset'), ('_codecs', 'encode')}
+    _stubs: dict = {}
+
+    def find_class(self, module: str, name: str):
+        if module.split('.')[0] == 'chumpy' or module.startswith('scipy.sparse'):
+            key = (module, name)
+            if key not in self._stubs:
+                self._stubs[key] = type(name, (_Pickled,), {'module': module, 'name': name})
+            return self._stubs[key]
+        if module.startswith('numpy.core'):  # pickles written before numpy 2 renamed numpy.core
+            module = 'numpy._core' + module[len('numpy.core'):]
+        if module.split('.')[0] == 'numpy' or (module, name) in self._SAFE:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'it refers to {module}.{name}, which a MANO file never holds')
+
+
+def _to_array(obj, key: str, path: Path) -> np.ndarray:
+    """A stand-in (chumpy array or scipy sparse matrix) or an array -> a dense numpy array."""
+    if isinstance(obj, _Pickled):
+        st = obj.state
+        if obj.module.split('.')[0] == 'chumpy':
+            if 'x' not in st:
+                raise ManoFileError(f"{path}: '{key}' is a chumpy {obj.name} expression, not a "
+                                    'stored array; re-save the model with plain arrays')
+            return _to_array(st['x'], key, path)
+        from scipy import sparse
+        shape = st.get('_shape', st.get('shape'))
+        fmt = obj.name[:3]
+        if fmt in ('csc', 'csr'):
+            ctor = sparse.csc_matrix if fmt == 'csc' else sparse.csr_matrix
+            return ctor((st['data'], st['indices'], st['indptr']), shape=shape).toarray()
+        if fmt == 'coo':
+            return sparse.coo_matrix((st['data'], (st['row'], st['col'])), shape=shape).toarray()
+        raise ManoFileError(f"{path}: '{key}' is a scipy.sparse {obj.name}, which is not supported")
+    if hasattr(obj, 'toarray'):
+        return np.asarray(obj.toarray())
+    return np.asarray(obj)
+
+
+def load_mano_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a MANO-format pickle into plain numpy arrays under the official key names.
+
+    Checks that every key of :data:`MANO_KEYS` is there and that the shapes agree with each other;
+    raises :class:`ManoFileError` naming the file and the problem otherwise.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ManoFileError(f'cannot read MANO file {path} ({err.strerror}); check the path') from None
+    try:
+        data = _ManoUnpickler(io.BytesIO(raw), encoding='latin1').load()
+    except Exception as err:  # any failure to unpickle means "not a MANO model"
+        raise ManoFileError(f'{path} is not a MANO model file ({err}); use MANO_RIGHT.pkl or '
+                            'MANO_LEFT.pkl from https://mano.is.tue.mpg.de') from None
+    if not isinstance(data, dict):
+        raise ManoFileError(f'{path} is not a MANO model file (it holds a {type(data).__name__}, '
+                            'not a dict of arrays)')
+    missing = [k for k in MANO_KEYS if k not in data]
+    if missing:
+        raise ManoFileError(f"{path} is not a MANO model file: it lacks '{missing[0]}'"
+                            + (f" (and {', '.join(missing[1:])})" if missing[1:] else ''))
+    model = {k: _to_array(data[k], k, path) for k in MANO_KEYS}
+    _check_model(model, str(path))
+    return model
+
+
+def _check_model(m: dict[str, np.ndarray], where: str) -> None:
+    """Shapes must agree with each other (sizes may differ from MANO's only for test models)."""
+    v, j = m['v_template'].shape[0], m['J_regressor'].shape[0]
+    expect = {'v_template': (v, 3), 'shapedirs': (v, 3, None), 'posedirs': (v, 3, 9 * (j - 1)),
+              'J_regressor': (j, v), 'weights': (v, j), 'kintree_table': (2, j),
+              'hands_components': (3 * (j - 1), 3 * (j - 1)), 'hands_mean': (3 * (j - 1),),
+              'f': (None, 3)}
+    for key, shape in expect.items():
+        got = m[key].shape
+        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+            want = '(' + ', '.join('N' if s is None else str(s) for s in shape) + ')'
+            raise ManoFileError(f"{where}: '{key}' has shape {got}, expected {want}")
+
+
+def mirror_model(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The mirror image (x -> -x) of a hand model: a right hand becomes a left hand.
+
+    Axis-angle parameters mirror as (a, b, c) -> (a, -b, -c), so the pose-space arrays are mirrored
+    too; the mirrored model posed with mirrored parameters is exactly the mirror of the original.
+    """
+    m = {k: np.array(v, copy=True) for k, v in model.items()}
+    flip = np.array([-1.0, 1.0, 1.0])
+    m['v_template'] = m['v_template'] * flip
+    m['shapedirs'] = m['shapedirs'] * flip[None, :, None]
+    # posedirs act on the entries (R - I)_ab of each joint; mirroring R is F R F, so entry ab
+    # changes sign by flip_a * flip_b, and the offset itself mirrors in x.
+    entry_sign = np.tile(np.outer(flip, flip).reshape(9), m['posedirs'].shape[2] // 9)
+    m['posedirs'] = m['posedirs'] * flip[None, :, None] * entry_sign[None, None, :]
+    aa_sign = np.tile(-flip, m['hands_mean'].shape[0] // 3)  # (a, b, c) -> (a, -b, -c)
+    m['hands_mean'] = m['hands_mean'] * aa_sign
+    m['hands_components'] = m['hands_components'] * aa_sign[None, :]
+    m['f'] = m['f'][:, ::-1].copy()  # keep the faces' outward orientation
+    return m
+
+
+@dataclass
+class HandModel:
+    """A hand model's arrays and where they came from."""
+    arrays: dict[str, np.ndarray]
+    kind: str      # 'mano' or 'builtin'
+    source: str    # the file read, or 'built-in procedural hand'
+    side: str
+
+    @property
+    def model_id(self) -> str:
+        """'mano:<hash>' or 'builtin:<hash>', a short hash of the arrays; stored in checkpoints."""
+        h = hashlib.sha1()
+        for key in MANO_KEYS:
+            h.update(np.ascontiguousarray(self.arrays[key], dtype=np.float64).tobytes())
+        return f'{self.kind}:{h.hexdigest()[:8]}'
+
+
+_warned: set = set()
+
+
+def find_mano_file(model_path: str | Path | None, side: str) -> Path | None:
+    """The MANO file to use: ``model_path`` as a file, or ``MANO_<SIDE>.pkl`` in it as a folder;
+    ``None`` means ``cfg.mano_path``. Returns None when the folder has no such file; an explicit
+    path that does not exist is an error."""
+    if side not in SIDES:
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    explicit = model_path is not None
+    if not explicit:
+        from config import cfg
+        model_path = cfg.mano_path
+    path = Path(model_path)
+    if path.suffix == '.pkl':
+        if path.is_file():
+            return path
+        if explicit:
+            raise UserError(f'MANO file {path} does not exist; check the path, or leave it unset '
+                            'to use the built-in hand model')
+        return None
+    candidate = path / f'MANO_{side.upper()}.pkl'
+    if candidate.is_file():
+        return candidate
+    if explicit and not path.is_dir():
+        raise UserError(f'MANO folder {path} does not exist; check the path, or leave it unset to '
+                        'use the built-in hand model')
+    return None
+
+
+def load_hand_model(model_path: str | Path | None = None, side: str = 'right') -> HandModel:
+    """The MANO model when its file is found (see :func:`find_mano_file`), else the built-in hand,
+    announced by one warning per process."""
+    path = find_mano_file(model_path, side)
+    if path is not None:
+        return HandModel(load_mano_file(path), 'mano', str(path), side)
+    from utils.proxy_hand import build_proxy_model
+    if 'builtin' not in _warned:
+        from config import cfg
+        where = model_path if model_path is not None else cfg.mano_path
+        log.warning(f'MANO_{side.upper()}.pkl not found in {where}: using the built-in procedural '
+                    'hand model, which is not MANO. For MANO, download it from '
+                    f'https://mano.is.tue.mpg.de and put MANO_RIGHT.pkl/MANO_LEFT.pkl in {where} '
+                    '(or pass --set mano_path=FOLDER).')
+        _warned.add('builtin')
+    arrays = build_proxy_model()
+    if side == 'left':
+        arrays = mirror_model(arrays)
+    return HandModel(arrays, 'builtin', 'built-in procedural hand', side)
+
+
+# ----------------------------------------------------------------------------------------------
+# The layer
+
+class ManoOutput(NamedTuple):
+    verts: torch.Tensor       # (B, 778, 3) metres
+    joints: torch.Tensor      # (B, 21, 3) metres, JOINT_NAMES order
+    transforms: torch.Tensor  # (B, 16, 4, 4) rest-pose -> posed transform of each MANO joint
+
+
+class ManoLayer(nn.Module):
+    """Batched MANO: pose (B, 48) axis-angle and shape (B, 10) -> vertices and 21 joints, metres.
+
+    Args:
+        model_path: a MANO ``.pkl`` file or a folder holding ``MANO_RIGHT.pkl``/``MANO_LEFT.pkl``;
+            None means ``cfg.mano_path``, then the built-in hand model.
+        side: 'right' or 'left'.
+        use_pca: pose is (B, 3 + num_pca_comps): global rotation + PCA coefficients of the fingers.
+        num_pca_comps: number of PCA components (1-45) when ``use_pca``.
+        flat_hand_mean: if False (the default, as HandOccNet-format annotations assume), finger
+            poses are relative to the model's ``hands_mean``; if True, to the flat hand.
+        dtype: dtype of the model arrays and of the computation. Pass torch.float64 for full
+            double precision (``.double()`` on a float32 layer keeps the float32-rounded arrays).
+
+    The arrays are buffers, so ``.to(device)`` works as for any module; inputs are cast to their
+    dtype.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, side: str = 'right',
+                 use_pca: bool = False, num_pca_comps: int = 45, flat_hand_mean: bool = False,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        model = load_hand_model(model_path, side)
+        m = model.arrays
+        self.side, self.use_pca, self.flat_hand_mean = side, use_pca, flat_hand_mean
+        self.model_kind, self.model_source, self.model_id = model.kind, model.source, model.model_id
+        n_pose = m['hands_components'].shape[0]
+        if use_pca and not 1 <= num_pca_comps <= n_pose:
+            raise ValueError(f'num_pca_comps must be in 1..{n_pose}, got {num_pca_comps}')
+        self.num_pca_comps = num_pca_comps if use_pca else n_pose
+
+        parents = m['kintree_table'][0].astype(np.int64)
+        parents[0] = -1
+        self.parents = parents.tolist()
+        self.num_verts, self.num_betas = m['v_template'].shape[0], m['shapedirs'].shape[2]
+        self.num_mano_joints = len(self.parents)
+
+        def buf(name: str, value: np.ndarray, dtype: torch.dtype = dtype) -> None:
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype), persistent=False)
+
+        v, jreg = m['v_template'], m['J_regressor']
+        buf('v_template', v)                                                   # (V, 3)
+        buf('shapedirs', m['shapedirs'].reshape(-1, self.num_betas).T)         # (S, V*3)
+        buf('posedirs', m['posedirs'].reshape(-1, m['posedirs'].shape[2]).T)   # (9(J-1), V*3)
+        buf('J_regressor', jreg)                                               # (J, V)
+        # The joint regressor is linear, so joints of a shaped hand are J_template + betas . J_dirs.
+        buf('J_template', jreg @ v)                                            # (J, 3)
+        buf('J_shapedirs', np.einsum('jv,vcs->sjc', jreg, m['shapedirs']).reshape(self.num_betas, -1))
+        buf('weights', m['weights'])                                           # (V, J)
+        buf('hands_components', m['hands_components'][:self.num_pca_comps])   # (C, 45)
+        mean = np.zeros(n_pose) if flat_hand_mean else m['hands_mean']
+        buf('hands_mean', mean)                                                # (45,)
+        buf('faces', m['f'].astype(np.int64), dtype=torch.long)                # (F, 3)
+        buf('tip_index', np.array(FINGERTIP_VERTS), dtype=torch.long)
+        buf('joint_order', np.array(MANO_TO_JOINTS), dtype=torch.long)
+        # The kinematic tree by depth: joints of one level depend only on earlier levels.
+        depth = [0] * len(parents)
+        for j in range(1, len(parents)):
+            depth[j] = depth[parents[j]] + 1
+        self.levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+
+    @property
+    def pose_dim(self) -> int:
+        return 3 + self.num_pca_comps
+
+    def pose_to_rotmat(self, pose: torch.Tensor) -> torch.Tensor:
+        """(B, pose_dim) axis-angle (or PCA) pose -> (B, 16, 3, 3) rotations, hands_mean included."""
+        fingers = pose[:, 3:] @ self.hands_components if self.use_pca else pose[:, 3:]
+        full = torch.cat([pose[:, :3], fingers + self.hands_mean], dim=1)
+        return axis_angle_to_matrix(full.view(pose.shape[0], -1, 3))
+
+    def rotmat_to_pose(self, rotmat: torch.Tensor) -> torch.Tensor:
+        """(B, 16, 3, 3) rotations -> (B, 48) axis-angle pose relative to hands_mean (the inverse
+        of :meth:`pose_to_rotmat` without PCA)."""
+        aa = matrix_to_axis_angle(rotmat).reshape(rotmat.shape[0], -1)
+        return torch.cat([aa[:, :3], aa[:, 3:] - self.hands_mean], dim=1)
+
+    def forward(self, pose: torch.Tensor, shape: torch.Tensor,
+                trans: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """pose (B, 48) or (B, 3 + num_pca_comps), shape (B, 10), trans (B, 3) or None ->
+        verts (B, 778, 3), joints (B, 21, 3), metres."""
+        out = self.forward_full(pose, shape, trans)
+        return out.verts, out.joints
+
+    def forward_full(self, pose: torch.Tensor, shape: torch.Tensor,
+                     trans: torch.Tensor | None = None) -> ManoOutput:
+        """As :meth:`forward`, also returning the 16 joint transforms."""
+        self._check_inputs(pose, shape, trans)
+        dtype = self.v_template.dtype
+        return self.forward_rotmat(self.pose_to_rotmat(pose.to(dtype)), shape, trans)
+
+    def forward_rotmat(self, rotmat: torch.Tensor, shape: torch.Tensor,
+                       trans: torch.Tensor | None = None) -> ManoOutput:
+        """rotmat (B, 16, 3, 3) full joint rotations (hands_mean already in), shape (B, 10),
+        trans (B, 3) or None -> :class:`ManoOutput`."""
+        dtype = self.v_template.dtype
+        rotmat, shape = rotmat.to(dtype), shape.to(dtype)
+        b, nv, nj = rotmat.shape[0], self.num_verts, self.num_mano_joints
+        if rotmat.shape[1:] != (nj, 3, 3) or shape.shape != (b, self.num_betas):
+            raise ValueError(f'rotmat must have shape (B, {nj}, 3, 3) and shape (B, {self.num_betas}),'
+                             f' got {tuple(rotmat.shape)} and {tuple(shape.shape)}')
+
+        v_shaped = self.v_template + (shape @ self.shapedirs).view(b, nv, 3)          # (B, V, 3)
+        j_rest = self.J_template + (shape @ self.J_shapedirs).view(b, nj, 3)           # (B, J, 3)
+        eye = torch.eye(3, dtype=dtype, device=rotmat.device)
+        pose_feature = (rotmat[:, 1:] - eye).reshape(b, -1)                            # (B, 9(J-1))
+        v_posed = v_shaped + (pose_feature @ self.posedirs).view(b, nv, 3)             # (B, V, 3)
+
+        rot_g, pos_g = self._chain(rotmat, j_rest)                                     # (B,J,3,3), (B,J,3)
+        # Skinning transform of joint k: x -> R_k (x - J_k) + P_k
+        t_skin = pos_g - (rot_g @ j_rest.unsqueeze(-1)).squeeze(-1)                    # (B, J, 3)
+        per_joint = torch.cat([rot_g.reshape(b, nj, 9), t_skin], dim=2)                # (B, J, 12)
+        blended = (self.weights @ per_joint).view(b, nv, 12)                           # (B, V, 12)
+        rot_v, t_v = blended[..., :9].view(b, nv, 3, 3), blended[..., 9:]
+        verts = (rot_v @ v_posed.unsqueeze(-1)).squeeze(-1) + t_v                      # (B, V, 3)
+
+        joints = torch.cat([pos_g, verts[:, self.tip_index]], dim=1)[:, self.joint_order]
+        if trans is not None:
+            trans = trans.to(dtype).unsqueeze(1)
+            verts, joints, t_skin = verts + trans, joints + trans, t_skin + trans
+        transforms = torch.cat([torch.cat([rot_g, t_skin.unsqueeze(-1)], dim=3),
+                                eye.new_tensor([0, 0, 0, 1]).expand(b, nj, 1, 4)], dim=2)
+        return ManoOutput(verts, joints, transforms)
+
+    def _chain(self, rotmat: torch.Tensor, j_rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global rotation and position of every joint, one kinematic-tree level at a time.
+
+        rotmat (B, J, 3, 3) local rotations, j_rest (B, J, 3) rest joints ->
+        (B, J, 3, 3) global rotations, (B, J, 3) posed joint positions.
+        """
+        order: list[int] = list(self.levels[0])
+        rots = [rotmat[:, order]]
+        poss = [j_rest[:, order]]
+        for level in self.levels[1:]:
+            pos_in_order = [order.index(self.parents[j]) for j in level]
+            rot_p = torch.cat(rots, 1)[:, pos_in_order]
+            pos_p = torch.cat(poss, 1)[:, pos_in_order]
+            offset = j_rest[:, level] - j_rest[:, [self.parents[j] for j in level]]
+            rots.append(rot_p @ rotmat[:, level])
+            poss.append((rot_p @ offset.unsqueeze(-1)).squeeze(-1) + pos_p)
+            order += level
+        back = [order.index(j) for j in range(len(order))]
+        return torch.cat(rots, 1)[:, back], torch.cat(poss, 1)[:, back]
+
+    def _check_inputs(self, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor | None) -> None:
+        b = pose.shape[0] if pose.dim() == 2 else 'B'
+        if pose.dim() != 2 or pose.shape[1] != self.pose_dim:
+            raise ValueError(f'pose must have shape (B, {self.pose_dim}), got {tuple(pose.shape)}')
+        if shape.dim() != 2 or shape.shape != (b, self.num_betas):
+            raise ValueError(f'shape must have shape ({b}, {self.num_betas}), got {tuple(shape.shape)}')
+        if trans is not None and (trans.dim() != 2 or trans.shape != (b, 3)):
+            raise ValueError(f'trans must have shape ({b}, 3), got {tuple(trans.shape)}')

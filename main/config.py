@@ -1,0 +1,311 @@
+"""Configuration: defaults, presets, per-dataset schedules, command-line overrides and device choice.
+
+``from config import cfg`` gives the one shared :class:`Config`. It is changed only through
+:meth:`Config.update`, which applies, in this order: the defaults, the learning-rate schedule of
+``trainset`` (as in the reference), the chosen preset, then every field the caller set explicitly.
+Importing this module has no side effects: folders are created by :meth:`Config.make_dirs`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ('HO3D', 'DEX_YCB', 'SYNTH')
+BACKBONES = ('resnet18', 'resnet34', 'resnet50')
+
+log = logging.getLogger('interacthand')
+
+
+class ConfigError(UserError):
+    """A bad configuration value or key."""
+
+
+def _choice(*allowed: str) -> dict:
+    return {'choices': allowed}
+
+
+@dataclass
+class Config:
+    """Every setting of InteractHand; field names follow the reference HandOccNet config."""
+
+    # datasets and folders
+    trainset: str = field(default='HO3D', metadata=_choice(*DATASETS))
+    testset: str = field(default='HO3D', metadata=_choice(*DATASETS))
+    ho3d_root: str = str(ROOT / 'data' / 'HO3D' / 'data')
+    dexycb_root: str = str(ROOT / 'data' / 'DEX_YCB' / 'data')
+    synth_root: str = str(ROOT / 'data' / 'SYNTH' / 'data')
+    mano_path: str = str(ROOT / 'common' / 'utils' / 'manopth' / 'mano' / 'models')
+    output_dir: str = str(ROOT / 'output')
+
+    # network
+    input_img_shape: tuple = (256, 256)
+    backbone: str = field(default='resnet50', metadata=_choice(*BACKBONES))
+    pretrained: bool = True
+    feat_dim: int = 256
+    hand_branch: str = field(default='image', metadata=_choice('image', 'feature'))
+    use_seg: bool = True
+    use_iet: bool = True
+    use_cgblock: bool = True
+    use_let: bool = True
+    iet_depth: int = 1
+    iet_heads: int = 8
+    let_depth: int = 1
+    let_heads: int = 8
+    let_stripe: int = 4
+    mlp_ratio: float = 2.0
+
+    # losses (reference weights; see common/nets/loss.py for the segmentation weight)
+    lambda_mano_verts: float = 1e4
+    lambda_mano_joints: float = 1e4
+    lambda_mano_pose: float = 10.0
+    lambda_mano_shape: float = 0.1
+    lambda_joints_img: float = 100.0
+    lambda_seg: float = 10.0
+
+    # training
+    lr: float = 1e-4
+    lr_dec_epoch: tuple = (10, 20, 30, 40, 50, 60, 70)
+    lr_dec_factor: float = 0.7
+    end_epoch: int = 80
+    train_batch_size: int = 16
+    test_batch_size: int = 64
+    ckpt_freq: int = 10
+    num_thread: int = 4
+    amp: str = field(default='none', metadata=_choice('none', 'bf16', 'fp16'))
+    seed: int = 0
+
+    def update(self, preset: str | None = None, **fields_: Any) -> 'Config':
+        """Apply ``preset`` and field overrides (values may be strings, as from ``--set``).
+
+        Overrides accumulate over calls; the dataset schedule follows the final ``trainset``.
+        Raises :class:`ConfigError` for an unknown preset, unknown key or bad value.
+        """
+        if preset is not None and preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}'; allowed presets: {', '.join(PRESETS)}")
+        known = {f.name: f for f in fields(Config)}
+        parsed = {}
+        for key, value in fields_.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key '{key}'; allowed keys: {', '.join(known)}")
+            parsed[key] = _coerce(known[key], value)
+        explicit = {**self._explicit, **parsed}
+        chosen = preset if preset is not None else self._preset
+
+        values = {f.name: f.default for f in fields(Config)}
+        values.update(SCHEDULES[explicit.get('trainset', values['trainset'])])
+        if chosen is not None:
+            values.update(PRESETS[chosen])
+        values.update(explicit)
+        _check(values)
+        for key, value in values.items():
+            setattr(self, key, value)
+        self._preset, self._explicit = chosen, explicit
+        return self
+
+    def reset(self) -> 'Config':
+        """Back to the defaults, forgetting the preset and all overrides."""
+        self._preset, self._explicit = None, {}
+        return self.update()
+
+    def __post_init__(self) -> None:
+        self._preset: str | None = None
+        self._explicit: dict[str, Any] = {}
+
+    @property
+    def preset(self) -> str | None:
+        """The preset applied last, if any."""
+        return self._preset
+
+    # folders (created by make_dirs, never at import)
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.output_dir) / 'model_dump'
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.output_dir) / 'log'
+
+    @property
+    def result_dir(self) -> Path:
+        return Path(self.output_dir) / 'result'
+
+    @property
+    def vis_dir(self) -> Path:
+        return Path(self.output_dir) / 'vis'
+
+    def make_dirs(self) -> None:
+        for d in (self.model_dir, self.log_dir, self.result_dir, self.vis_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of all fields (stored in checkpoints)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# Learning-rate schedules of the reference, per training set.
+SCHEDULES: dict[str, dict] = {
+    'HO3D': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80),
+    'DEX_YCB': dict(lr=1e-4, lr_dec_epoch=tuple(range(1, 25)), lr_dec_factor=0.9, end_epoch=25),
+    'SYNTH': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80),
+}
+
+PRESETS: dict[str, dict] = {
+    # The paper's setting: ResNet-50 FPN, 256 px crops, reference hyper-parameters.
+    'paper': dict(backbone='resnet50', pretrained=True, input_img_shape=(256, 256), feat_dim=256,
+                  iet_heads=8, let_heads=8, let_stripe=4, train_batch_size=16),
+    # Small and fast for CPU-only machines: ResNet-18, 128 px crops, narrow features, no downloads.
+    'cpu': dict(backbone='resnet18', pretrained=False, input_img_shape=(128, 128), feat_dim=64,
+                iet_heads=4, let_heads=4, let_stripe=4, train_batch_size=16, test_batch_size=32,
+                lr=1e-3, lr_dec_epoch=(8, 12), lr_dec_factor=0.3, end_epoch=15, ckpt_freq=1,
+                num_thread=2),
+}
+
+_TRUE = {'true', '1', 'yes', 'on'}
+_FALSE = {'false', '0', 'no', 'off'}
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Turn ``value`` (possibly a string from the command line) into the field's type."""
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                value = value.lower() in _TRUE
+            elif not isinstance(value, bool):
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            value = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        elif kind is tuple:
+            if isinstance(value, str):
+                text = value.strip()
+                value = json.loads(text) if text.startswith('[') else [v for v in text.split(',') if v]
+            value = tuple(int(v) for v in value)
+        elif kind is str:
+            value = str(value)
+    except (TypeError, ValueError, json.JSONDecodeError):
+        raise ConfigError(f"bad value {value!r} for '{f.name}'; expected {_describe(f)}") from None
+    choices = f.metadata.get('choices')
+    if choices and value not in choices:
+        raise ConfigError(f"bad value {value!r} for '{f.name}'; allowed: {', '.join(choices)}")
+    return value
+
+
+def _describe(f: dataclasses.Field) -> str:
+    kind = type(f.default)
+    return {bool: 'true or false', int: 'an integer', float: 'a number',
+            tuple: 'comma-separated integers, e.g. 256,256', str: 'a string'}[kind]
+
+
+def _check(v: dict) -> None:
+    """Checks across fields, after all overrides are applied."""
+    shape = v['input_img_shape']
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] % 32 or shape[0] < 64:
+        raise ConfigError(f"bad value {shape} for 'input_img_shape'; use a square size that is a "
+                          'multiple of 32 and at least 64, e.g. 128,128 or 256,256')
+    feat = shape[0] // 8
+    if feat % v['let_stripe']:
+        raise ConfigError(f"let_stripe={v['let_stripe']} does not divide the feature size {feat} "
+                          f"(input {shape[0]} px / 8); pick a divisor of {feat}")
+    for heads in ('iet_heads', 'let_heads'):
+        if v[heads] < 1 or v['feat_dim'] % v[heads]:
+            raise ConfigError(f"{heads}={v[heads]} does not divide feat_dim={v['feat_dim']}; "
+                              'pick a divisor of feat_dim')
+    if v['let_heads'] % 2:
+        raise ConfigError(f"let_heads={v['let_heads']} must be even (half the heads attend along "
+                          'rows, half along columns)')
+    for key in ('train_batch_size', 'test_batch_size', 'end_epoch', 'ckpt_freq', 'feat_dim'):
+        if v[key] < 1:
+            raise ConfigError(f"bad value {v[key]} for '{key}'; it must be at least 1")
+    if v['num_thread'] < 0:
+        raise ConfigError(f"bad value {v['num_thread']} for 'num_thread'; it must be 0 or more")
+
+
+def parse_set(items: Sequence[str]) -> dict[str, str]:
+    """``['lr=1e-3', 'use_let=false']`` -> ``{'lr': '1e-3', 'use_let': 'false'}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ConfigError(f"bad --set item '{item}'; write key=value, e.g. --set lr=1e-3")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_gpu(text: str) -> list[int]:
+    """``'0-3'`` -> [0, 1, 2, 3]; ``'0,2'`` -> [0, 2]; ``'cpu'`` -> []."""
+    text = text.strip().lower()
+    if text == 'cpu':
+        return []
+    ids: list[int] = []
+    try:
+        for part in text.split(','):
+            if '-' in part:
+                lo, hi = (int(p) for p in part.split('-'))
+                if hi < lo:
+                    raise ValueError
+                ids.extend(range(lo, hi + 1))
+            else:
+                ids.append(int(part))
+    except ValueError:
+        raise ConfigError(f"bad --gpu value '{text}'; use a range (0-3), a list (0,2) or cpu") from None
+    if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise ConfigError(f"bad --gpu value '{text}'; use a range (0-3), a list (0,2) or cpu")
+    return ids
+
+
+def select_device(gpu_ids: list[int]) -> tuple['torch.device', list[int]]:
+    """The device to run on and the GPU ids to use; no CUDA means the CPU, with one warning."""
+    import torch
+
+    if not gpu_ids:
+        return torch.device('cpu'), []
+    if not torch.cuda.is_available():
+        log.warning('CUDA is not available; running on the CPU (pass --gpu cpu to silence this)')
+        return torch.device('cpu'), []
+    count = torch.cuda.device_count()
+    bad = [i for i in gpu_ids if i >= count]
+    if bad:
+        raise ConfigError(f"--gpu asks for GPU {bad[0]} but this machine has {count} "
+                          f"(ids 0-{count - 1})")
+    return torch.device(f'cuda:{gpu_ids[0]}'), gpu_ids
+
+
+def add_common_args(parser: argparse.ArgumentParser, datasets: Sequence[str] = ()) -> None:
+    """The options every entry point shares: --gpu, --preset, --set and the dataset choices."""
+    parser.add_argument('--gpu', default='0', help="GPUs to use: 0-3, 0,2 or cpu (default 0; "
+                        'the CPU is used when CUDA is missing)')
+    parser.add_argument('--preset', choices=sorted(PRESETS), help='paper: ResNet-50, 256 px; '
+                        'cpu: small and fast for CPU-only machines')
+    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='override any config field, e.g. --set lr=1e-3 use_let=false')
+    for name in datasets:
+        parser.add_argument(f'--{name}', help=f"dataset name: {', '.join(DATASETS)}")
+
+
+def apply_args(args: argparse.Namespace) -> Config:
+    """Apply parsed command-line options to ``cfg`` and return it."""
+    fields_ = parse_set(args.set)
+    for name in ('trainset', 'testset'):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields_[name] = value
+    return cfg.update(preset=args.preset, **fields_)
+
+
+cfg = Config().update()
