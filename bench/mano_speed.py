@@ -1,0 +1,92 @@
+"""MANO layer forward time at batch 1, 64 and 1024, beside smplx's MANO on the same model.
+
+    python bench/mano_speed.py [--repeats 20] [--json PATH]
+
+Targets (issue 2): never slower than smplx at the same batch, at least 1.5x faster at batch 1024.
+"""
+import argparse
+import json
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'main'))
+import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
+
+import torch  # noqa: E402
+
+from errors import run_cli  # noqa: E402
+from utils.mano import ManoLayer, load_hand_model  # noqa: E402
+
+BATCHES = (1, 64, 1024)
+
+
+def time_call(fn, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after warm-up."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def smplx_layer(arrays: dict, device: torch.device):
+    """smplx's MANO on the same arrays (written to a temporary plain pickle), or None."""
+    try:
+        import smplx
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / 'MANO_RIGHT.pkl'
+        path.write_bytes(pickle.dumps(arrays, protocol=2))
+        layer = smplx.MANO(str(path), is_rhand=True, use_pca=False, flat_hand_mean=False)
+    return layer.to(device)
+
+
+def bench_device(device: torch.device, repeats: int) -> list[dict]:
+    ours = ManoLayer().to(device)
+    theirs = smplx_layer(load_hand_model().arrays, device)
+    rows = []
+    for b in BATCHES:
+        g = torch.Generator().manual_seed(b)
+        pose = (torch.randn(b, 48, generator=g) * 0.5).to(device)
+        shape = torch.randn(b, 10, generator=g).to(device)
+        with torch.inference_mode():
+            t_ours = time_call(lambda: ours(pose, shape), repeats, device)
+            t_smplx = None
+            if theirs is not None:
+                t_smplx = time_call(lambda: theirs(betas=shape, global_orient=pose[:, :3],
+                                                   hand_pose=pose[:, 3:]), repeats, device)
+        rows.append({'device': device.type, 'batch': b, 'ours_ms': t_ours, 'smplx_ms': t_smplx,
+                     'speedup': t_smplx / t_ours if t_smplx else None})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--json', type=Path, help='also write the results here')
+    args = parser.parse_args()
+    devices = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
+    rows = [r for d in devices for r in bench_device(d, args.repeats)]
+    print(f"{'device':6} {'batch':>6} {'ours ms':>9} {'smplx ms':>9} {'speed-up':>9}")
+    for r in rows:
+        smplx_ms = f"{r['smplx_ms']:9.3f}" if r['smplx_ms'] else f"{'n/a':>9}"
+        speedup = f"{r['speedup']:8.2f}x" if r['speedup'] else f"{'n/a':>9}"
+        print(f"{r['device']:6} {r['batch']:6d} {r['ours_ms']:9.3f} {smplx_ms} {speedup}")
+    if args.json:
+        args.json.write_text(json.dumps({'torch_threads': torch.get_num_threads(), 'rows': rows}, indent=1))
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,397 @@
+"""Trainer and Tester: data, model, optimizer, schedule, checkpoints, devices (one GPU, DataParallel
+or DistributedDataParallel under torchrun, or the CPU)."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision import transforms
+from tqdm import tqdm
+
+from config import MODEL_FIELDS, Config
+from errors import UserError
+from logger import setup_logging
+from utils.metrics import HandMetrics, IoUCounts, seg_iou
+
+log = logging.getLogger('interacthand')
+
+SNAPSHOT_RE = re.compile(r'^snapshot_(\d+)\.pth\.tar$')
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices and processes
+
+@dataclass
+class Runtime:
+    """Where this process runs: its device, the GPUs of DataParallel, and its rank under torchrun."""
+    device: torch.device
+    gpu_ids: list[int]
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(gpu_ids: list[int]) -> Runtime:
+    """Single process (CPU, one GPU or DataParallel over ``gpu_ids``), or one process of a torchrun
+    launch (WORLD_SIZE > 1: DistributedDataParallel, one GPU per process, or gloo on the CPU)."""
+    from config import select_device
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world == 1:
+        device, ids = select_device(gpu_ids)
+        return Runtime(device, ids)
+    import torch.distributed as dist
+    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
+    use_cuda = bool(gpu_ids) and torch.cuda.is_available()
+    if use_cuda:
+        gpu = gpu_ids[local % len(gpu_ids)] if len(gpu_ids) > 1 else local
+        torch.cuda.set_device(gpu)
+        device = torch.device(f'cuda:{gpu}')
+    else:
+        device = torch.device('cpu')
+    if not dist.is_initialized():
+        dist.init_process_group('nccl' if use_cuda else 'gloo')
+    return Runtime(device, [device.index] if use_cuda else [], rank, world, local)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DataParallel / DistributedDataParallel."""
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+def snapshot_path(model_dir: Path, epoch: int) -> Path:
+    return Path(model_dir) / f'snapshot_{epoch}.pth.tar'
+
+
+def list_snapshots(model_dir: Path) -> dict[int, Path]:
+    """{epochs completed: path} of the snapshots in ``model_dir``."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        return {}
+    found = {int(m.group(1)): p for p in d.iterdir() if (m := SNAPSHOT_RE.match(p.name))}
+    return dict(sorted(found.items()))
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: an interrupted save never
+    leaves a broken snapshot behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict:
+    """Read a snapshot; a missing or unreadable file is a :class:`UserError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f'checkpoint {path} does not exist; pass --checkpoint PATH or --test_epoch N '
+                        'of a snapshot in output/model_dump/')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated or foreign file
+        raise UserError(f'cannot read checkpoint {path} ({err}); it is not an InteractHand snapshot') from None
+    if not isinstance(ckpt, dict) or 'network' not in ckpt:
+        raise UserError(f'{path} is not an InteractHand snapshot (no network weights in it)')
+    return ckpt
+
+
+def find_snapshot(model_dir: Path, epoch: int | None) -> Path:
+    """The snapshot after ``epoch`` epochs (the newest when None); a missing one is a
+    :class:`UserError` listing the epochs that do exist."""
+    snaps = list_snapshots(model_dir)
+    if epoch is None and snaps:
+        return snaps[max(snaps)]
+    if epoch in snaps:
+        return snaps[epoch]
+    have = ', '.join(map(str, snaps)) if snaps else 'none'
+    what = f'snapshot_{epoch}.pth.tar' if epoch is not None else 'no snapshot'
+    raise UserError(f'{what} not found in {model_dir} (epochs with snapshots: {have}); train first '
+                    '(python main/train.py, or make quickstart) or pick one of those epochs')
+
+
+def model_config_from(ckpt: dict) -> dict:
+    """The architecture fields of the config a snapshot was trained with."""
+    stored = ckpt.get('config', {})
+    return {k: stored[k] for k in MODEL_FIELDS if k in stored}
+
+
+def load_network(model: nn.Module, ckpt: dict, path: Path) -> None:
+    """Load the weights of a snapshot (saved with or without DataParallel/DDP) into ``model``."""
+    state = {re.sub(r'^module\.', '', k): v for k, v in ckpt['network'].items()}
+    target = unwrap(model)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f'{path} does not fit this model ({len(missing)} missing and '
+                        f'{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[0]}); '
+                        'test with the config it was trained with (its --preset and --set values)')
+    stored = ckpt.get('hand_model')
+    current = getattr(target, 'hand_model_id', None)
+    if stored and current and stored != current:
+        log.warning(f'{path} was trained with hand model {stored} but {current} is in use now; '
+                    'results will not match the training')
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader seeds torch and numpy per worker from the loader's generator; so does this for
+    Python's random module, keeping augmentation reproducible for a given epoch seed."""
+    random.seed(torch.initial_seed() % 2**32)
+
+
+def build_loader(cfg: Config, split: str, runtime: Runtime, epoch_seed: int | None = None) -> DataLoader:
+    from registry import build_dataset
+    name = cfg.trainset if split == 'train' else cfg.testset
+    dataset = build_dataset(name, transforms.ToTensor(), split)
+    train = split == 'train'
+    batch = cfg.train_batch_size if train else cfg.test_batch_size
+    if not runtime.distributed and len(runtime.gpu_ids) > 1:
+        batch *= len(runtime.gpu_ids)  # DataParallel splits each batch over the GPUs
+    sampler = DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=train,
+                                 seed=epoch_seed or 0) if runtime.distributed else None
+    gen = torch.Generator().manual_seed(epoch_seed) if epoch_seed is not None else None
+    return DataLoader(dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
+                      num_workers=cfg.num_thread, pin_memory=runtime.device.type == 'cuda',
+                      drop_last=train, generator=gen, worker_init_fn=seed_worker,
+                      persistent_workers=False)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Trains ``get_model('train')`` on ``cfg.trainset`` with Adam and a step schedule; writes
+    ``snapshot_{epochs completed}.pth.tar`` every ``ckpt_freq`` epochs, at the end, and for the latest
+    epoch (replacing the previous latest one), so an interrupted run loses at most one epoch."""
+
+    def __init__(self, cfg: Config, runtime: Runtime, resume: bool = False):
+        from model import get_model
+        self.cfg, self.rt = cfg, runtime
+        if runtime.main_process:
+            cfg.make_dirs()
+        setup_logging(cfg.log_dir / 'train_logs.txt' if runtime.main_process else None,
+                      quiet=not runtime.main_process)
+        seed_everything(cfg.seed)
+        model = get_model('train').to(runtime.device)
+        self.model = self._wrap(model)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(cfg.lr_dec_epoch), gamma=cfg.lr_dec_factor)
+        self.start_epoch = self._resume() if resume else 0
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
+        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info(f'model: {n_params / 1e6:.2f} M trainable parameters, hand model {model.hand_model_id}, '
+                 f'device {runtime.device}' + (f' x{len(runtime.gpu_ids)} (DataParallel)'
+                                               if len(runtime.gpu_ids) > 1 and not runtime.distributed else '')
+                 + (f', {runtime.world_size} processes (DDP)' if runtime.distributed else ''))
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.rt.distributed:
+            ids = [self.rt.device.index] if self.rt.device.type == 'cuda' else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+        if len(self.rt.gpu_ids) > 1:
+            return nn.DataParallel(model, device_ids=self.rt.gpu_ids)
+        return model
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.cfg.amp == 'none':
+            return None
+        if self.rt.device.type != 'cuda':
+            log.warning(f'amp={self.cfg.amp} needs CUDA; training in float32 on the CPU')
+            self.cfg.amp = 'none'
+            return None
+        return torch.bfloat16 if self.cfg.amp == 'bf16' else torch.float16
+
+    def _resume(self) -> int:
+        snaps = list_snapshots(self.cfg.model_dir)
+        if not snaps:
+            log.info(f'--continue: no snapshot in {self.cfg.model_dir}; starting from epoch 0')
+            return 0
+        path = snaps[max(snaps)]
+        ckpt = load_checkpoint(path, self.rt.device)
+        load_network(self.model, ckpt, path)
+        self.optimizer.load_state_dict(ckpt['optimizer'])
+        self.scheduler.load_state_dict(ckpt['scheduler'])
+        log.info(f'resumed from {path} (epoch {ckpt["epoch"]}, lr {self.optimizer.param_groups[0]["lr"]:.2e})')
+        return int(ckpt['epoch'])
+
+    def save(self, epoch: int) -> Path:
+        """Snapshot after ``epoch`` epochs; drops the previous latest one if it is not kept by ckpt_freq."""
+        path = snapshot_path(self.cfg.model_dir, epoch)
+        save_checkpoint({'epoch': epoch, 'network': unwrap(self.model).state_dict(),
+                         'optimizer': self.optimizer.state_dict(), 'scheduler': self.scheduler.state_dict(),
+                         'config': self.cfg.to_dict(), 'preset': self.cfg.preset,
+                         'hand_model': unwrap(self.model).hand_model_id}, path)
+        prev = epoch - 1
+        if prev > 0 and prev % self.cfg.ckpt_freq and prev in (snaps := list_snapshots(self.cfg.model_dir)):
+            snaps[prev].unlink()
+        return path
+
+    def train(self) -> Path | None:
+        """Run from ``start_epoch`` to ``cfg.end_epoch``; returns the last snapshot written."""
+        cfg, last = self.cfg, None
+        if self.start_epoch >= cfg.end_epoch:
+            log.info(f'nothing to do: {self.start_epoch} epochs done, end_epoch is {cfg.end_epoch}')
+            return None
+        t_start = time.time()
+        for epoch in range(self.start_epoch, cfg.end_epoch):
+            self.train_epoch(epoch, t_start)
+            self.scheduler.step()
+            if self.rt.main_process:
+                last = self.save(epoch + 1)
+                kept = (epoch + 1) % cfg.ckpt_freq == 0 or epoch + 1 == cfg.end_epoch
+                log.info(f'saved {last}' + ('' if kept else ' (replaced after the next epoch)'))
+        log.info(f'training done in {format_duration(time.time() - t_start)}')
+        return last
+
+    def train_epoch(self, epoch: int, t_start: float) -> None:
+        cfg, rt = self.cfg, self.rt
+        epoch_seed = cfg.seed * 100003 + epoch
+        seed_everything(epoch_seed)  # the same epoch gets the same randomness, resumed or not
+        loader = build_loader(cfg, 'train', rt, epoch_seed)
+        if rt.distributed:
+            loader.sampler.set_epoch(epoch)
+        self.model.train()
+        amp = self._amp_dtype()
+        n_iter = len(loader)
+        if n_iter == 0:
+            raise UserError(f'the {cfg.trainset} training set has fewer samples than one batch '
+                            f'({cfg.train_batch_size}); lower --set train_batch_size')
+        bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.end_epoch}', disable=not rt.main_process,
+                   dynamic_ncols=True, leave=False)
+        sums: dict[str, float] = {}
+        t0, seen = time.time(), 0
+        log_every = max(1, n_iter // 5)
+        for it, (inputs, targets, meta) in enumerate(bar):
+            inputs, targets, meta = (to_device(d, rt.device) for d in (inputs, targets, meta))
+            with torch.autocast(rt.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                losses = self.model(inputs, targets, meta, 'train')
+            losses = {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                terms = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
+                snaps = list_snapshots(cfg.model_dir)
+                keep = f'the last good snapshot is {snaps[max(snaps)]}' if snaps else 'no snapshot was written yet'
+                raise NonFiniteLoss(f'the loss is not finite at epoch {epoch + 1}, iteration {it + 1} '
+                                    f'({terms}); {keep}; lower the learning rate (--set lr=...) or check the data')
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+            seen += inputs['img'].shape[0] * rt.world_size
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            sums['total'] = sums.get('total', 0.0) + total.item()
+            speed = seen / max(time.time() - t0, 1e-9)
+            bar.set_postfix(loss=f'{total.item():.3f}', sps=f'{speed:.1f}')
+            if rt.main_process and ((it + 1) % log_every == 0 or it + 1 == n_iter):
+                done = epoch * n_iter + it + 1
+                total_iters = (cfg.end_epoch - self.start_epoch) * n_iter
+                elapsed = time.time() - t_start
+                eta = elapsed / max(done - self.start_epoch * n_iter, 1) * (total_iters - (done - self.start_epoch * n_iter))
+                means = ' '.join(f'{k} {v / (it + 1):.4f}' for k, v in sums.items())
+                log.info(f'epoch {epoch + 1}/{cfg.end_epoch} iter {it + 1}/{n_iter} | lr '
+                         f'{self.optimizer.param_groups[0]["lr"]:.2e} | {means} | {speed:.1f} samples/s '
+                         f'| ETA {format_duration(eta)}')
+        bar.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Testing
+
+@dataclass
+class TestResult:
+    """What a pass over a test set gives: predictions (root-relative, metres, mirrored back to the
+    original side), absolute wrist positions, and, when the set has ground truth, the metrics."""
+    joints: np.ndarray                 # (N, 21, 3)
+    verts: np.ndarray                  # (N, 778, 3)
+    root_joint_cam: np.ndarray         # (N, 3)
+    metrics: HandMetrics | None = None
+    occlusion: np.ndarray | None = None  # (N,) where the dataset records it (SYNTH), else None
+    seg_counts: IoUCounts | None = None  # hand-class IoU counts, when the model segments
+
+
+class Tester:
+    """Runs ``get_model('test')`` over ``cfg.testset``; scores it when the set has ground truth."""
+
+    def __init__(self, cfg: Config, runtime: Runtime, ckpt: dict, ckpt_path: Path):
+        from model import get_model
+        self.cfg, self.rt = cfg, runtime
+        model = get_model('test').to(runtime.device)
+        load_network(model, ckpt, ckpt_path)
+        self.model = nn.DataParallel(model, device_ids=runtime.gpu_ids) if len(runtime.gpu_ids) > 1 else model
+        self.model.eval()
+        self.hand_model_id = model.hand_model_id
+
+    @torch.no_grad()
+    def run(self) -> TestResult:
+        loader = build_loader(self.cfg, 'test', self.rt)
+        has_gt = loader.dataset.has_gt
+        metrics = HandMetrics() if has_gt else None
+        seg_counts = None
+        joints, verts, roots, occlusion = [], [], [], []
+        for inputs, targets, meta in tqdm(loader, desc=f'test {self.cfg.testset}', dynamic_ncols=True):
+            out = self.model(to_device(inputs, self.rt.device), {}, {}, 'test')
+            x_sign = (1.0 - 2.0 * meta['flip'].float())[:, None]  # (B, 1): -1 mirrors a flipped sample back
+            j, v = out['joints_coord_cam'].float().cpu(), out['mesh_coord_cam'].float().cpu()
+            j[..., 0] *= x_sign
+            v[..., 0] *= x_sign
+            j, v = j.numpy(), v.numpy()
+            joints.append(j)
+            verts.append(v)
+            roots.append(meta['root_joint_cam'].numpy())
+            occlusion.append(meta['occlusion'].numpy())
+            if has_gt:
+                metrics.update(j, targets['joints_coord_cam'].numpy(), v, targets['mesh_coord_cam'].numpy())
+                if 'seg' in out:
+                    counts = seg_iou(out['seg'].argmax(1).cpu().numpy(), targets['seg'].numpy())
+                    seg_counts = counts if seg_counts is None else seg_counts + counts
+        occ = np.concatenate(occlusion)
+        return TestResult(np.concatenate(joints), np.concatenate(verts), np.concatenate(roots),
+                          metrics, occ if (occ >= 0).all() else None, seg_counts)

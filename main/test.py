@@ -1,0 +1,91 @@
+"""Test a trained InteractHand snapshot.
+
+    cd main && python test.py --gpu 0-3 --test_epoch 80              # HO3D: writes the submission files
+    python main/test.py --gpu cpu --testset SYNTH --test_epoch 15       # sets with ground truth: metrics
+    python main/test.py --checkpoint path/to/snapshot_80.pth.tar --testset DEX_YCB
+
+The snapshot's architecture (backbone, input size, switches ...) is restored from the snapshot.
+HO3D evaluation: output/result/pred{N}.json and pred{N}.zip in the challenge format, ready to
+upload. Sets with ground truth: the metrics are printed and written to
+output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py).
+"""
+import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from base import Tester, TestResult, find_snapshot, load_checkpoint, model_config_from, setup_runtime
+from config import add_common_args, apply_args, cfg, parse_gpu
+from errors import UserError, run_cli
+from evaluate import format_table
+from logger import setup_logging
+from utils.metrics import pa_mpjpe_by_bucket
+from utils.submission import write_submission
+
+log = logging.getLogger('interacthand')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, datasets=('testset',))
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument('--test_epoch', type=int, help='test output/model_dump/snapshot_N.pth.tar')
+    which.add_argument('--checkpoint', type=Path, help='test this snapshot file')
+    return parser.parse_args(argv)
+
+
+def write_metrics(result: TestResult, epoch: int, ckpt_path: Path, hand_model: str) -> dict:
+    """Print the metrics and write them to output/result/metrics_{testset}_{epoch}.json."""
+    summary = result.metrics.summary()
+    n = len(result.joints)
+    print(format_table(summary, n))
+    extra = {'testset': cfg.testset, 'epoch': epoch, 'checkpoint': str(ckpt_path),
+             'hand_model': hand_model, 'num_samples': n}
+    if result.occlusion is not None:
+        buckets = pa_mpjpe_by_bucket(result.metrics.per_sample()['pa_mpjpe'], result.occlusion)
+        extra['pa_mpjpe_by_occlusion'] = buckets
+        for name, b in buckets.items():
+            value = f"{b['pa_mpjpe']:.2f} mm" if b['pa_mpjpe'] is not None else 'n/a'
+            print(f'PA-MPJPE, occlusion {name:>6}: {value} ({b["count"]} samples)')
+    if result.seg_counts is not None:
+        extra['seg_iou_hand'] = result.seg_counts.iou
+        print(f'segmentation IoU (hand): {result.seg_counts.iou:.3f}')
+    metrics = {**summary, **extra}
+    path = cfg.result_dir / f'metrics_{cfg.testset}_{epoch}.json'
+    path.write_text(json.dumps(metrics, indent=2) + '\n')
+    log.info(f'metrics written to {path}')
+    return metrics
+
+
+def main(argv=None) -> dict | None:
+    args = parse_args(argv)
+    apply_args(args)
+    path = args.checkpoint if args.checkpoint is not None else find_snapshot(cfg.model_dir, args.test_epoch)
+    ckpt = load_checkpoint(path)
+    cfg.update(**model_config_from(ckpt))
+    apply_args(args)  # the command line still wins over the snapshot's settings
+    cfg.make_dirs()
+    setup_logging(cfg.log_dir / 'test_logs.txt')
+    epoch = int(ckpt.get('epoch', args.test_epoch or 0))
+    runtime = setup_runtime(parse_gpu(args.gpu))
+    if runtime.distributed:
+        raise UserError('test.py runs as one process; launch it with python, not torchrun '
+                        '(several GPUs: --gpu 0-3 uses DataParallel)')
+    tester = Tester(cfg, runtime, ckpt, path)
+    log.info(f'testing {path} (epoch {epoch}) on {cfg.testset}, hand model {tester.hand_model_id}')
+    result = tester.run()
+    if cfg.testset == 'HO3D':
+        # the challenge wants absolute positions: root-relative predictions placed at root_joint_cam
+        root = result.root_joint_cam[:, None, :]
+        json_path, zip_path = cfg.result_dir / f'pred{epoch}.json', cfg.result_dir / f'pred{epoch}.zip'
+        write_submission(result.joints + root, result.verts + root, json_path, zip_path)
+        log.info(f'HO3D submission written: {zip_path} (upload it to the HO3D challenge) and {json_path}')
+    if result.metrics is not None:
+        return write_metrics(result, epoch, path, tester.hand_model_id)
+    return None
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,34 @@
+"""Shared fixtures: a random MANO-format model (for checks that must hold for ANY valid model)."""
+import numpy as np
+import pytest
+
+MANO_PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14])
+
+
+def random_mano_arrays(seed: int = 0) -> dict:
+    """A MANO-format model with MANO's sizes and tree but random arrays, including non-zero
+    pose-corrective blend shapes and a non-zero hands_mean."""
+    rng = np.random.default_rng(seed)
+    v, j = 778, 16
+    weights = rng.random((v, j)) ** 4
+    weights /= weights.sum(1, keepdims=True)
+    j_reg = rng.random((j, v)) * (rng.random((j, v)) < 0.05)
+    j_reg[:, 0] += 1e-3
+    j_reg /= j_reg.sum(1, keepdims=True)
+    kintree = np.stack([np.where(MANO_PARENTS < 0, 4294967295, MANO_PARENTS), np.arange(j)])
+    return {
+        'v_template': rng.normal(size=(v, 3)) * 0.04,
+        'f': rng.integers(0, v, size=(1538, 3)).astype(np.uint32),
+        'shapedirs': rng.normal(size=(v, 3, 10)) * 0.005,
+        'posedirs': rng.normal(size=(v, 3, 135)) * 0.005,
+        'J_regressor': j_reg,
+        'weights': weights,
+        'kintree_table': kintree.astype(np.int64),
+        'hands_components': np.linalg.qr(rng.normal(size=(45, 45)))[0].T,
+        'hands_mean': rng.normal(size=45) * 0.3,
+    }
+
+
+@pytest.fixture
+def mano_arrays() -> dict:
+    return random_mano_arrays()

@@ -1,0 +1,103 @@
+"""Config: presets, per-dataset schedules, --set overrides with types, and the errors for bad values."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import Config, ConfigError, PRESETS, SCHEDULES, add_common_args, apply_args, parse_gpu, parse_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_follow_the_reference():
+    c = Config().update()
+    assert c.input_img_shape == (256, 256) and c.train_batch_size == 16 and c.lr == 1e-4
+    assert (c.lambda_mano_verts, c.lambda_mano_joints, c.lambda_mano_pose, c.lambda_mano_shape,
+            c.lambda_joints_img) == (1e4, 1e4, 10, 0.1, 100)
+
+
+def test_schedule_follows_trainset_then_preset_then_explicit():
+    c = Config().update(trainset='DEX_YCB')
+    assert c.end_epoch == 25 and c.lr_dec_factor == 0.9 and c.lr_dec_epoch == tuple(range(1, 25))
+    c.update(trainset='HO3D')
+    assert c.end_epoch == 80 and c.lr_dec_factor == 0.7
+    c.update(preset='cpu')
+    assert c.backbone == PRESETS['cpu']['backbone'] and c.end_epoch == PRESETS['cpu']['end_epoch']
+    c.update(end_epoch='3')
+    assert c.end_epoch == 3 and c.preset == 'cpu'
+    c.update(preset='paper')  # explicit overrides survive a later preset change
+    assert c.end_epoch == 3 and c.backbone == 'resnet50'
+    assert c.reset().end_epoch == SCHEDULES['HO3D']['end_epoch'] and c.preset is None
+
+
+@pytest.mark.parametrize('key, text, value', [
+    ('lr', '3e-4', 3e-4), ('use_let', 'false', False), ('use_let', 'True', True),
+    ('input_img_shape', '192,192', (192, 192)), ('lr_dec_epoch', '[5, 7]', (5, 7)),
+    ('feat_dim', '128', 128), ('hand_branch', 'feature', 'feature'),
+])
+def test_set_values_are_typed(key, text, value):
+    assert getattr(Config().update(**{key: text}), key) == value
+
+
+@pytest.mark.parametrize('fields, words', [
+    ({'nope': 1}, ["'nope'", 'allowed keys', 'lambda_seg']),
+    ({'lr': 'fast'}, ["'fast'", "'lr'", 'a number']),
+    ({'end_epoch': '2.5'}, ["'2.5'", 'an integer']),
+    ({'use_seg': 'maybe'}, ["'maybe'", 'true or false']),
+    ({'backbone': 'vgg16'}, ["'vgg16'", 'resnet18, resnet34, resnet50']),
+    ({'trainset': 'COCO'}, ["'COCO'", 'HO3D, DEX_YCB, SYNTH']),
+    ({'input_img_shape': '200,200'}, ['(200, 200)', 'multiple of 32']),
+    ({'let_stripe': '5'}, ['let_stripe=5', 'divisor']),
+])
+def test_bad_values_name_value_and_allowed(fields, words):
+    c = Config().update()
+    before = c.to_dict()
+    with pytest.raises(ConfigError) as err:
+        c.update(**fields)
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert c.to_dict() == before  # a failed update changes nothing
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; allowed presets: paper, cpu"):
+        Config().update(preset='fast')
+
+
+@pytest.mark.parametrize('text, ids', [('0-3', [0, 1, 2, 3]), ('0,2', [0, 2]), ('cpu', []),
+                                       ('1', [1]), ('0-1,3', [0, 1, 3])])
+def test_parse_gpu(text, ids):
+    assert parse_gpu(text) == ids
+
+
+@pytest.mark.parametrize('text', ['a', '3-1', '0,,1', '-1', '0,0', 'gpu'])
+def test_parse_gpu_rejects(text):
+    with pytest.raises(ConfigError, match=f"bad --gpu value '{text}'"):
+        parse_gpu(text)
+
+
+def test_command_line_options_reach_cfg():
+    from config import cfg
+    parser = argparse.ArgumentParser()
+    add_common_args(parser, datasets=('trainset',))
+    args = parser.parse_args(['--preset', 'cpu', '--trainset', 'SYNTH', '--set', 'lr=0.01', 'use_iet=0'])
+    try:
+        apply_args(args)
+        assert cfg.trainset == 'SYNTH' and cfg.lr == 0.01 and cfg.use_iet is False and cfg.preset == 'cpu'
+    finally:
+        cfg.reset()
+    with pytest.raises(ConfigError, match="bad --set item 'lr'"):
+        parse_set(['lr'])
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Importing config creates no folders and prints nothing."""
+    code = ('import sys; sys.path[:0] = ["common", "main"]; import config; '
+            'import os; print(os.path.exists(config.cfg.output_dir))')
+    out_dir = ROOT / 'output'
+    existed = {p.name for p in out_dir.iterdir()} if out_dir.exists() else set()
+    res = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stderr == ''
+    now = {p.name for p in out_dir.iterdir()} if out_dir.exists() else set()
+    assert now == existed
