@@ -14,8 +14,17 @@ def run_cli(main: Callable[[], object]) -> None:
     try:
         main()
     except UserError as err:
-        print(f'error: {err}', file=sys.stderr)
+        print(f'error: {_one_line(err)}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
+
+
+def _one_line(err: UserError) -> str:
+    """The user's sentence, also when a DataLoader worker raised it (PyTorch then re-raises it
+    with the worker's traceback folded into the message, the original message on the last line)."""
+    text = str(err)
+    if 'Original Traceback' in text:
+        text = text.strip().splitlines()[-1].split(': ', 1)[-1]
+    return text
