@@ -175,6 +175,8 @@ def mirror_model(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     m['hands_mean'] = m['hands_mean'] * aa_sign
     m['hands_components'] = m['hands_components'] * aa_sign[None, :]
     m['f'] = m['f'][:, ::-1].copy()  # keep the faces' outward orientation
+    if 'J' in m:  # rest joints, carried by the built-in model
+        m['J'] = m['J'] * flip
     return m
 
 
