@@ -30,15 +30,52 @@ import pyrender  # noqa: E402  (must follow the platform choice)
 import trimesh  # noqa: E402
 
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # camera axes x right, y down, z forward -> OpenGL
+_open_renderers: set[int] = set()            # ids of the MeshRenderers open in this process
 
 
 @dataclass
 class RenderMesh:
-    """A triangle mesh in camera coordinates (metres) with one RGBA colour."""
+    """A triangle mesh in camera coordinates (metres) with one RGBA colour.
+
+    Optional appearance: ``normals`` (V, 3) given per vertex instead of computed, ``vertex_colors``
+    (V, 3) linear-RGB multipliers in 0..1, ``uv`` (V, 2) with ``texture`` (h, w, 3) uint8 sRGB
+    (wrapped), and the PBR ``roughness``/``metallic`` factors. Colours in ``color`` are linear RGB.
+    """
     verts: np.ndarray          # (V, 3)
     faces: np.ndarray          # (F, 3)
     color: tuple = (0.75, 0.6, 0.5, 1.0)
     smooth: bool = True
+    normals: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    roughness: float = 0.7
+    metallic: float = 0.0
+
+    def to_pyrender(self, shaded: bool = True) -> pyrender.Mesh:
+        """The pyrender mesh with this appearance; ``shaded=False`` gives bare geometry (enough
+        for depth renders, and faster: no normals, colours or textures)."""
+        if not shaded:
+            return pyrender.Mesh([pyrender.Primitive(positions=self.verts, indices=self.faces)])
+        texture = None
+        if self.texture is not None:
+            texture = pyrender.Texture(source=self.texture, source_channels='RGB')
+        mat = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=self.color, metallicFactor=self.metallic,
+            roughnessFactor=self.roughness, baseColorTexture=texture,
+            alphaMode='BLEND' if self.color[3] < 1 else 'OPAQUE')
+        if self.normals is None and self.vertex_colors is None and self.uv is None:
+            tm = trimesh.Trimesh(self.verts, self.faces, process=False)
+            return pyrender.Mesh.from_trimesh(tm, material=mat, smooth=self.smooth)
+        normals = self.normals
+        if normals is None:
+            normals = trimesh.Trimesh(self.verts, self.faces, process=False).vertex_normals
+        colors = None
+        if self.vertex_colors is not None:
+            colors = np.concatenate([self.vertex_colors, np.ones((len(self.verts), 1))], axis=1)
+        prim = pyrender.Primitive(positions=self.verts, normals=normals, texcoord_0=self.uv,
+                                  color_0=colors, indices=self.faces, material=mat)
+        return pyrender.Mesh(primitives=[prim])
 
 
 class MeshRenderer:
@@ -53,35 +90,49 @@ class MeshRenderer:
             raise UserError(f'cannot open a headless OpenGL context ({err}); install Mesa EGL or '
                             'OSMesa (run make install, or apt-get install libegl1 libegl-mesa0 '
                             'libgl1-mesa-dri libosmesa6)') from None
+        _open_renderers.add(id(self))
 
     def close(self) -> None:
-        self._r.delete()
+        """Free the GL resources. All EGL renderers of a process share one EGL display, which
+        pyrender ends (eglTerminate) when a renderer is deleted; so while other renderers are
+        open only this one's context is destroyed, and the last one to close ends the display."""
+        if self._r is None:
+            return
+        _open_renderers.discard(id(self))
+        platform = self._r._platform
+        if _open_renderers and type(platform).__name__ == 'EGLPlatform':
+            from OpenGL.EGL import eglDestroyContext
+            platform.make_current()
+            self._r._renderer.delete()
+            eglDestroyContext(platform._egl_display, platform._egl_context)
+            platform._egl_context = platform._egl_display = None
+        else:
+            self._r.delete()
+        self._r = None
 
     def _scene(self, meshes: list[RenderMesh], K: np.ndarray, ambient: float,
-               lights: list[tuple[np.ndarray, float]]) -> tuple[pyrender.Scene, list]:
+               lights: list[tuple], shaded: bool = True) -> tuple[pyrender.Scene, list]:
         scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[ambient] * 3)
-        nodes = []
-        for m in meshes:
-            tm = trimesh.Trimesh(m.verts, m.faces, process=False)
-            mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=m.color, metallicFactor=0.0,
-                                                     roughnessFactor=0.7,
-                                                     alphaMode='BLEND' if m.color[3] < 1 else 'OPAQUE')
-            mesh = pyrender.Mesh.from_trimesh(tm, material=mat, smooth=m.smooth)
-            nodes.append(scene.add(mesh, pose=_CV_TO_GL))
+        nodes = [_Node(i, mesh=m.to_pyrender(shaded), matrix=_CV_TO_GL) for i, m in enumerate(meshes)]
         cam = pyrender.IntrinsicsCamera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2],
                                         znear=0.01, zfar=20.0)
-        scene.add(cam, pose=np.eye(4))
-        for direction, intensity in lights:
-            scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity),
-                      pose=_light_pose(direction))
+        extra = [_Node(len(nodes), camera=cam, matrix=np.eye(4))]
+        for i, (direction, intensity, *color) in enumerate(lights, start=len(nodes) + 1):
+            rgb = np.asarray(color[0], dtype=np.float64) if color else np.ones(3)
+            light = pyrender.DirectionalLight(color=rgb, intensity=intensity)
+            extra.append(_Node(i, light=light, matrix=_light_pose(direction)))
+        for node in nodes + extra:
+            scene.add_node(node)
         return scene, nodes
 
     def render(self, meshes: list[RenderMesh], K: np.ndarray, ambient: float = 0.35,
-               lights: list[tuple[np.ndarray, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               lights: list[tuple] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Shaded colour (H, W, 4) uint8 with alpha = coverage, and depth (H, W) in metres (0 = empty).
 
-        ``lights``: (direction the light travels, in camera axes; intensity) pairs; the default is
-        one light shining from slightly above the camera into the scene.
+        ``lights``: (direction the light travels, in camera axes; intensity) pairs, optionally with
+        a third item, the light's linear RGB colour; the default is one white light shining from
+        slightly above the camera into the scene. Colour at partly covered edge pixels is
+        premultiplied by the coverage (alpha).
         """
         lights = lights if lights is not None else [(np.array([0.0, 0.3, 1.0]), 3.0)]
         scene, _ = self._scene(meshes, K, ambient, lights)
@@ -90,8 +141,21 @@ class MeshRenderer:
 
     def depth(self, meshes: list[RenderMesh], K: np.ndarray) -> np.ndarray:
         """Depth (H, W) in metres, 0 where no mesh is; faster than :meth:`render`."""
-        scene, _ = self._scene(meshes, K, 0.0, [])
+        scene, _ = self._scene(meshes, K, 0.0, [], shaded=False)
         return self._r.render(scene, flags=pyrender.RenderFlags.DEPTH_ONLY)
+
+
+class _Node(pyrender.Node):
+    """A scene node hashed by its index in the scene. pyrender keeps nodes in sets and draws
+    meshes and sums lights in the sets' iteration order; with the default (address) hashes that
+    order, and so the last bit of some pixels, changes from run to run."""
+
+    def __init__(self, index: int, **kwargs):
+        super().__init__(**kwargs)
+        self._index = index
+
+    def __hash__(self) -> int:
+        return self._index
 
 
 def _light_pose(direction: np.ndarray) -> np.ndarray:
