@@ -1,9 +1,10 @@
-"""The one place that puts the project's source folders on the import path.
+"""The one place that prepares a process: the project's source folders on the import path, and
+CPU threading defaults, set before torch is imported.
 
 Entry scripts in ``main/`` import it directly (their folder is already on the path); scripts in other
-folders first put ``main/`` on the path and then import it. Tests get the same folders from
-``pytest.ini``.
+folders first put ``main/`` on the path and then import it; ``tests/conftest.py`` imports it too.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -13,3 +14,8 @@ SOURCE_DIRS = (ROOT / 'common', ROOT / 'main', ROOT / 'data')
 for _d in SOURCE_DIRS:
     if str(_d) not in sys.path:
         sys.path.insert(0, str(_d))
+
+# OpenMP threads that spin while waiting turn every busy moment of a shared CPU (DataLoader workers,
+# another job) into a stall: a cpu-preset training step measured 18.9 s spinning and 0.8 s passive on
+# a loaded 2-core machine. Passive waiting costs little when the CPU is free. A value set by the user wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')

@@ -1,6 +1,15 @@
-"""Shared fixtures: a random MANO-format model (for checks that must hold for ANY valid model)."""
+"""Shared fixtures: a random MANO-format model (for checks that must hold for ANY valid model) and
+a tiny SYNTH set made once per session by the generator's command line."""
+import bootstrap  # noqa: F401  (threading defaults before torch is imported; pytest.ini sets the path)
+
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+GENERATOR = Path(__file__).resolve().parents[1] / 'data' / 'SYNTH' / 'generate.py'
 
 MANO_PARENTS = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14])
 
@@ -32,3 +41,14 @@ def random_mano_arrays(seed: int = 0) -> dict:
 @pytest.fixture
 def mano_arrays() -> dict:
     return random_mano_arrays()
+
+
+@pytest.fixture(scope='session')
+def synth_set(tmp_path_factory) -> Path:
+    """40 training + 10 evaluation SYNTH frames (seed 3)."""
+    out = tmp_path_factory.mktemp('synth')
+    cmd = [sys.executable, str(GENERATOR), '--num-train', '40', '--num-eval', '10', '--seed', '3',
+           '--out', str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return out

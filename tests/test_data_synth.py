@@ -1,10 +1,7 @@
-"""SYNTH through data/SYNTH/SYNTH.py: a 50-frame set made once per session by the generator's
-command line (40 train + 10 evaluation), checked like the HO3D/DexYCB fixtures: 2D joints,
+"""SYNTH through data/SYNTH/SYNTH.py: the 50-frame set made once per session by the generator's
+command line (conftest.synth_set: 40 train + 10 evaluation), checked like the HO3D/DexYCB fixtures: 2D joints,
 MANO parameters and segmentation under augmentation, and the labels against the GT silhouette."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,18 +16,7 @@ from utils.preprocessing import label_affine, warp_labels
 from utils.render import MeshRenderer, RenderMesh
 from utils.transforms import cam2pixel
 
-GENERATOR = Path(__file__).resolve().parents[1] / 'data' / 'SYNTH' / 'generate.py'
 TO_TENSOR = transforms.ToTensor()
-
-
-@pytest.fixture(scope='session')
-def synth_set(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp('synth')
-    cmd = [sys.executable, str(GENERATOR), '--num-train', '40', '--num-eval', '10', '--seed', '3',
-           '--out', str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return out
 
 
 @pytest.fixture(scope='module')

@@ -76,7 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.mano import FINGERTIP_VERTS, NUM_FACES, NUM_MANO_JOINTS, NUM_VERTS
+from utils.mano import FINGERTIP_VERTS, NUM_MANO_JOINTS, NUM_VERTS
 
 log = logging.getLogger('interacthand')
 

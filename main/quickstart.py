@@ -1,0 +1,112 @@
+"""The main job on a fresh machine, with nothing but the built-in defaults (``make quickstart``).
+
+1. generate a small SYNTH set (built-in hand model unless MANO is installed; reused when present),
+2. train the ``cpu`` preset on it (CPU),
+3. test it, beside the PA-MPJPE of predicting the training set's mean pose for every image,
+4. run the demo on one evaluation image,
+then say where every output is. Everything goes to output/quickstart/ (SYNTH to data/SYNTH/data/),
+so the snapshots of real trainings in output/model_dump/ are never touched. Each step is an
+ordinary command, printed before it runs, so it can be repeated by hand.
+"""
+import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from config import PRESETS, ROOT, cfg
+from errors import UserError, run_cli
+from utils.mano import ManoLayer
+from utils.metrics import pa_mpjpe
+
+NUM_TRAIN, NUM_EVAL, SEED = 1000, 200, 0
+OUT = ROOT / 'output' / 'quickstart'
+COMMON = ['--gpu', 'cpu', '--preset', 'cpu', '--set', f'output_dir={OUT}']
+
+
+def run(step: str, args: list) -> float:
+    """Run one command of the job (stdout/stderr pass through); returns its duration in seconds."""
+    cmd = [sys.executable, *map(str, args)]
+    print(f'\n=== {step}\n$ {" ".join(cmd)}', flush=True)
+    t0 = time.time()
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        raise UserError(f'the step "{step}" failed (see its message above); fix that and run '
+                        'again (finished steps are reused)')
+    return time.time() - t0
+
+
+def synth_ready(root: Path, num_train: int, num_eval: int, seed: int) -> bool:
+    """True when ``root`` holds a SYNTH set made with this seed and these sizes."""
+    for split, n in (('train', num_train), ('evaluation', num_eval)):
+        path = root / 'annotations' / f'SYNTH_{split}_data.json'
+        if not path.is_file():
+            return False
+        data = json.loads(path.read_text())
+        if data.get('info', {}).get('seed') != seed or len(data.get('images', [])) != n:
+            return False
+    return True
+
+
+def _load(path: Path) -> list[dict]:
+    return json.loads(path.read_text())['annotations']
+
+
+def mean_pose_pa_mpjpe(synth_root: Path) -> float:
+    """PA-MPJPE (mm) on the evaluation split of predicting, for every image, the training split's
+    mean MANO pose and shape (global rotation is irrelevant after Procrustes alignment)."""
+    train = _load(synth_root / 'annotations' / 'SYNTH_train_data.json')
+    evaluation = _load(synth_root / 'annotations' / 'SYNTH_evaluation_data.json')
+    pose = np.mean([a['mano_param']['pose'] for a in train], axis=0)
+    shape = np.mean([a['mano_param']['shape'] for a in train], axis=0)
+    pose[:3] = 0
+    with torch.no_grad():
+        _, joints = ManoLayer()(torch.tensor(pose[None], dtype=torch.float32),
+                                torch.tensor(shape[None], dtype=torch.float32))
+    gt = np.array([a['joints_coord_cam'] for a in evaluation])
+    pred = np.repeat(joints.numpy().astype(np.float64), len(gt), axis=0)
+    return float(pa_mpjpe(pred, gt).mean() * 1000)
+
+
+def main() -> None:
+    t_start = time.time()
+    synth_root = Path(cfg.synth_root)
+    times = {}
+    if synth_ready(synth_root, NUM_TRAIN, NUM_EVAL, SEED):
+        print(f'=== 1. SYNTH data: reusing {synth_root} ({NUM_TRAIN} train + {NUM_EVAL} evaluation frames)')
+    else:
+        times['data'] = run('1. generate SYNTH data', [
+            'data/SYNTH/generate.py', '--num-train', NUM_TRAIN, '--num-eval', NUM_EVAL,
+            '--seed', SEED, '--out', synth_root])
+    end_epoch = PRESETS['cpu']['end_epoch']
+    times['train'] = run('2. train the cpu preset on SYNTH', [
+        'main/train.py', *COMMON, '--trainset', 'SYNTH'])
+    times['test'] = run('3. test on the SYNTH evaluation split', [
+        'main/test.py', *COMMON, '--testset', 'SYNTH', '--test_epoch', end_epoch])
+    metrics = json.loads((OUT / 'result' / f'metrics_SYNTH_{end_epoch}.json').read_text())
+    baseline = mean_pose_pa_mpjpe(synth_root)
+
+    sample = sorted((synth_root / 'evaluation' / 'rgb').glob('*.jpg'))[0]
+    times['demo'] = run('4. demo on one evaluation image', [
+        'demo/demo.py', '--input', sample, '--checkpoint', OUT / 'model_dump' / f'snapshot_{end_epoch}.pth.tar',
+        '--gpu', 'cpu', '--fit', '--out', OUT / 'demo'])
+
+    print('\n=== what was made')
+    print(f'  SYNTH data         {synth_root}  (pictures of it: asset/synth_grid.png)')
+    print(f'  snapshots          {OUT / "model_dump"}')
+    print(f'  training log       {OUT / "log" / "train_logs.txt"}')
+    print(f'  metrics            {OUT / "result" / f"metrics_SYNTH_{end_epoch}.json"}')
+    print(f'  demo outputs       {OUT / "demo"}  ({sample.stem}_overlay.png and four more)')
+    print('  time               ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
+          + f', total {time.time() - t_start:.0f} s')
+    print(f'  again by hand      python main/test.py {" ".join(map(str, COMMON))} --testset SYNTH '
+          f'--test_epoch {end_epoch}')
+    print(f'\nquickstart: PA-MPJPE {metrics["pa_mpjpe"]:.1f} mm (mean-pose baseline {baseline:.1f} mm)')
+
+
+if __name__ == '__main__':
+    run_cli(main)

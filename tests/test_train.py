@@ -1,0 +1,212 @@
+"""Training and testing end to end: train.py -> snapshot -> test.py -> metrics; resuming; snapshot
+safety; the HO3D submission written by test.py; the stated errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import test_data_helpers as fx
+from base import (NonFiniteLoss, Runtime, Trainer, find_snapshot, list_snapshots, load_checkpoint,
+                  save_checkpoint, snapshot_path)
+from config import cfg
+from utils.metrics import SUMMARY_KEYS
+from utils.submission import read_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = Runtime(torch.device('cpu'), [])
+
+
+def _cli(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / 'main' / script), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cfg():
+    cfg.reset()
+    yield
+    cfg.reset()
+
+
+@pytest.fixture(scope='module')
+def trained(synth_set, tmp_path_factory) -> Path:
+    """train.py for one epoch on the session's tiny SYNTH set; returns its output_dir."""
+    out = tmp_path_factory.mktemp('train_out')
+    res = _cli('train.py', '--gpu', 'cpu', '--preset', 'cpu', '--trainset', 'SYNTH', '--end_epoch', '1',
+               '--set', f'output_dir={out}', f'synth_root={synth_set}')
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def _configure(synth_set: Path, out: Path, **extra) -> None:
+    cfg.update(preset='cpu', trainset='SYNTH', testset='SYNTH', synth_root=str(synth_set),
+               output_dir=str(out), num_thread=0, **extra)
+
+
+def test_train_writes_a_complete_snapshot_and_log(trained):
+    path = snapshot_path(trained / 'model_dump', 1)
+    ckpt = load_checkpoint(path)
+    assert {'epoch', 'network', 'optimizer', 'scheduler', 'config', 'hand_model'} <= set(ckpt)
+    assert ckpt['epoch'] == 1 and ckpt['config']['trainset'] == 'SYNTH' and ckpt['preset'] == 'cpu'
+    assert ckpt['hand_model'].startswith(('builtin:', 'mano:'))
+    assert not any(k.startswith('module.') for k in ckpt['network'])
+    log = (trained / 'log' / 'train_logs.txt').read_text()
+    assert 'epoch 1/1 iter 2/2' in log and 'samples/s' in log and 'ETA' in log
+
+
+def test_test_py_writes_metrics(trained, synth_set):
+    res = _cli('test.py', '--gpu', 'cpu', '--testset', 'SYNTH', '--test_epoch', '1',
+               '--set', f'output_dir={trained}', f'synth_root={synth_set}')
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = json.loads((trained / 'result' / 'metrics_SYNTH_1.json').read_text())
+    assert set(SUMMARY_KEYS) <= set(metrics)
+    assert metrics['num_samples'] == 10 and metrics['epoch'] == 1
+    assert all(np.isfinite(metrics[k]) for k in SUMMARY_KEYS)
+    assert 0 <= metrics['f5'] <= metrics['f15'] <= 1 and metrics['pa_mpjpe'] <= metrics['mpjpe']
+    assert sum(b['count'] for b in metrics['pa_mpjpe_by_occlusion'].values()) == 10
+    assert 0 <= metrics['seg_iou_hand'] <= 1
+    assert 'PA-MPJPE' in res.stdout and 'segmentation IoU (hand)' in res.stdout
+
+
+def test_missing_snapshot_lists_the_epochs_there(trained, synth_set):
+    res = _cli('test.py', '--gpu', 'cpu', '--testset', 'SYNTH', '--test_epoch', '7',
+               '--set', f'output_dir={trained}', f'synth_root={synth_set}')
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f'error: snapshot_7.pth.tar not found in {trained / "model_dump"} (epochs with snapshots: 1); '
+        'train first (python main/train.py, or make quickstart) or pick one of those epochs']
+
+
+def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
+    """Two epochs in one go equal one epoch, a new process-like Trainer with --continue, and one
+    more: same weights, same optimizer state, same learning rate after the decay at epoch 1."""
+    settings = dict(end_epoch=2, lr_dec_epoch='1', lr_dec_factor=0.5, train_batch_size=8)
+    _configure(synth_set, tmp_path / 'straight', **settings)
+    straight = Trainer(cfg, CPU)
+    straight.train()
+
+    _configure(synth_set, tmp_path / 'resumed', **{**settings, 'end_epoch': 1})
+    Trainer(cfg, CPU).train()
+    cfg.update(end_epoch=2)
+    resumed = Trainer(cfg, CPU, resume=True)
+    assert resumed.start_epoch == 1 and resumed.optimizer.param_groups[0]['lr'] == pytest.approx(cfg.lr * 0.5)
+    resumed.train()
+
+    a, b = load_checkpoint(snapshot_path(tmp_path / 'straight' / 'model_dump', 2)), \
+        load_checkpoint(snapshot_path(tmp_path / 'resumed' / 'model_dump', 2))
+    for key, value in a['network'].items():
+        assert torch.allclose(value.float(), b['network'][key].float(), atol=1e-6), key
+    sa, sb = a['optimizer']['state'], b['optimizer']['state']
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.allclose(sa[k]['exp_avg'], sb[k]['exp_avg'], atol=1e-6)
+        assert torch.equal(sa[k]['step'], sb[k]['step'])
+    assert a['scheduler'] == b['scheduler']
+    # and the uninterrupted run really did change the weights in epoch 2
+    first = load_checkpoint(snapshot_path(tmp_path / 'resumed' / 'model_dump', 1))
+    assert any(not torch.equal(first['network'][k], v) for k, v in a['network'].items())
+
+
+def test_snapshots_kept_every_ckpt_freq_and_the_latest(synth_set, tmp_path):
+    _configure(synth_set, tmp_path, end_epoch=3, ckpt_freq=2, train_batch_size=16)
+    trainer = Trainer(cfg, CPU)
+    trainer.train()
+    assert sorted(list_snapshots(cfg.model_dir)) == [2, 3]
+    assert find_snapshot(cfg.model_dir, None) == snapshot_path(cfg.model_dir, 3)
+    assert not list(Path(cfg.model_dir).glob('.*tmp*'))
+
+
+def test_interrupted_save_leaves_the_old_snapshot_intact(tmp_path, monkeypatch):
+    path = tmp_path / 'snapshot_1.pth.tar'
+    save_checkpoint({'epoch': 1, 'network': {'w': torch.ones(3)}}, path)
+
+    def dies_halfway(obj, f, *a, **k):
+        Path(f).write_bytes(b'partial')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, 'save', dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({'epoch': 2, 'network': {'w': torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)['network']['w'], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ['snapshot_1.pth.tar']
+
+
+def test_non_finite_loss_names_iteration_and_terms(synth_set, tmp_path, monkeypatch):
+    _configure(synth_set, tmp_path, end_epoch=2, train_batch_size=16)
+    trainer = Trainer(cfg, CPU)
+    trainer.train_epoch(0, 0.0)
+    trainer.save(1)
+    model = trainer.model
+    real_forward = model.forward
+
+    def nan_on_second_call(inputs, targets, meta, mode, calls=[]):
+        calls.append(1)
+        losses = real_forward(inputs, targets, meta, mode)
+        if len(calls) == 2:
+            losses['mano_pose'] = losses['mano_pose'] * float('nan')
+        return losses
+
+    monkeypatch.setattr(model, 'forward', nan_on_second_call)
+    with pytest.raises(NonFiniteLoss) as err:
+        trainer.train_epoch(1, 0.0)
+    msg = str(err.value)
+    assert 'epoch 2, iteration 2' in msg and 'mano_pose=nan' in msg and 'mano_verts=' in msg
+    assert str(snapshot_path(cfg.model_dir, 1)) in msg
+    assert sorted(list_snapshots(cfg.model_dir)) == [1]
+
+
+def test_ho3d_submission_is_root_aligned(trained, tmp_path):
+    """test.py on HO3D-format evaluation data writes pred{N}.json and .zip whose joints, read back
+    into our order and axes, have the wrist at the annotation's root_joint_cam."""
+    rng = np.random.default_rng(0)
+    renderer = fx.MeshRenderer(fx.W, fx.H)
+    frames = [fx.make_frame(rng, renderer) for _ in range(3)]
+    root = tmp_path / 'HO3D'
+    fx.write_ho3d(root, frames[:1], frames)
+    res = _cli('test.py', '--gpu', 'cpu', '--testset', 'HO3D', '--test_epoch', '1',
+               '--set', f'output_dir={trained}', f'ho3d_root={root}')
+    assert res.returncode == 0, res.stderr[-3000:]
+    expected = np.array([f.joints[0] for f in frames])
+    raw = json.loads((trained / 'result' / 'pred1.json').read_text())
+    # the file itself: HO3D order (wrist first), OpenGL axes (y and z negated)
+    assert np.abs(np.array(raw[0])[:, 0] - expected * [1, -1, -1]).max() < 1e-5
+    for name in ('pred1.json', 'pred1.zip'):
+        joints, verts = read_submission(trained / 'result' / name)
+        assert joints.shape == (3, 21, 3) and verts.shape == (3, 778, 3)
+        assert np.abs(joints[:, 0] - expected).max() < 1e-5
+    assert not (trained / 'result' / 'metrics_HO3D_1.json').exists()  # no ground truth there
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--gpu', 'x'], "bad --gpu value 'x'"),
+    (['--set', 'lr=fast'], "bad value 'fast' for 'lr'"),
+    (['--trainset', 'COCO'], "bad value 'COCO' for 'trainset'"),
+])
+def test_bad_arguments_give_one_line(args, words, tmp_path):
+    res = _cli('train.py', '--set', f'output_dir={tmp_path}', *args)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and words in res.stderr
+
+
+def test_missing_training_data_is_named(tmp_path):
+    res = _cli('train.py', '--gpu', 'cpu', '--preset', 'cpu', '--trainset', 'SYNTH',
+               '--set', f'output_dir={tmp_path}', f'synth_root={tmp_path / "nothing"}')
+    assert res.returncode == 2 and str(tmp_path / 'nothing') in res.stderr
+    assert 'generate.py' in res.stderr and 'Traceback' not in res.stderr
+
+
+def test_torchrun_distributed_training_on_cpu(synth_set, tmp_path):
+    """Two processes with DistributedDataParallel (gloo): one snapshot, written by rank 0."""
+    res = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                          '--master_port', '29631', str(ROOT / 'main' / 'train.py'), '--gpu', 'cpu',
+                          '--preset', 'cpu', '--trainset', 'SYNTH', '--end_epoch', '1', '--set',
+                          f'output_dir={tmp_path}', f'synth_root={synth_set}', 'train_batch_size=8',
+                          'num_thread=0'], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(list_snapshots(tmp_path / 'model_dump')) == [1]
+    log = (tmp_path / 'log' / 'train_logs.txt').read_text()
+    assert '2 processes (DDP)' in log and 'epoch 1/1 iter 2/2' in log  # 20 frames per process / 8
