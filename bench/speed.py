@@ -174,21 +174,20 @@ def measure(device: torch.device, repeats: int) -> dict[str, dict]:
             for name, ms in times.items():
                 rows[name][key] = ms if n is None else n * 1e3 / ms
             steps.update()
-        if device.type == 'cuda':
-            big = {'img': torch.rand(64, 3, size, size, device=device).contiguous(
-                memory_format=torch.channels_last)}
-            cl = {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
-            with torch.autocast('cuda', dtype=torch.bfloat16):
-                times = best_ms({name: partial(model, big, None, None, 'test')
-                                 for name, model in cl.items()}, device, few)
-            for name, ms in times.items():
-                rows[name]['throughput_bs64_bf16_cl'] = 64e3 / ms
-                models[name] = cl[name].to(memory_format=torch.contiguous_format)
-        steps.update()
     for name, model in models.items():
         rows[name]['peak_mem_mb'] = peak_train_mb(name, model, fields[name], 16, device)
         rows[name]['summary'] = parameter_summary(model)
         steps.update()
+    if device.type == 'cuda':  # last: the conversion must happen outside inference mode
+        big = {'img': torch.rand(64, 3, size, size, device=device).contiguous(
+            memory_format=torch.channels_last)}
+        cl = {name: model.to(memory_format=torch.channels_last) for name, model in models.items()}
+        with torch.inference_mode(), torch.autocast('cuda', dtype=torch.bfloat16):
+            times = best_ms({name: partial(model, big, None, None, 'test')
+                             for name, model in cl.items()}, device, few)
+        for name, ms in times.items():
+            rows[name]['throughput_bs64_bf16_cl'] = 64e3 / ms
+    steps.update()
     steps.close()
     return rows
 

@@ -38,10 +38,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+    distributed: bool = False  # launched by torchrun: DistributedDataParallel, even with one process
 
     @property
     def main_process(self) -> bool:
@@ -50,14 +47,14 @@ class Runtime:
 
 def setup_runtime(gpu_ids: list[int]) -> Runtime:
     """Single process (CPU, one GPU or DataParallel over ``gpu_ids``), or one process of a torchrun
-    launch (WORLD_SIZE > 1: DistributedDataParallel, one GPU per process, or gloo on the CPU)."""
+    launch (RANK and WORLD_SIZE set: DistributedDataParallel, one GPU per process, or gloo on the CPU)."""
     from config import select_device
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world == 1:
+    if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
         device, ids = select_device(gpu_ids)
         return Runtime(device, ids)
     import torch.distributed as dist
-    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
+    rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    local = int(os.environ.get('LOCAL_RANK', '0'))
     use_cuda = bool(gpu_ids) and torch.cuda.is_available()
     if use_cuda:
         gpu = gpu_ids[local % len(gpu_ids)] if len(gpu_ids) > 1 else local
@@ -67,7 +64,7 @@ def setup_runtime(gpu_ids: list[int]) -> Runtime:
         device = torch.device('cpu')
     if not dist.is_initialized():
         dist.init_process_group('nccl' if use_cuda else 'gloo')
-    return Runtime(device, [device.index] if use_cuda else [], rank, world, local)
+    return Runtime(device, [device.index] if use_cuda else [], rank, world, local, distributed=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -135,8 +132,8 @@ def find_snapshot(model_dir: Path, epoch: int | None) -> Path:
     if epoch in snaps:
         return snaps[epoch]
     have = ', '.join(map(str, snaps)) if snaps else 'none'
-    what = f'snapshot_{epoch}.pth.tar' if epoch is not None else 'no snapshot'
-    raise UserError(f'{what} not found in {model_dir} (epochs with snapshots: {have}); train first '
+    what = f'snapshot_{epoch}.pth.tar not found' if epoch is not None else 'no snapshot found'
+    raise UserError(f'{what} in {model_dir} (epochs with snapshots: {have}); train first '
                     '(python main/train.py, or make quickstart) or pick one of those epochs')
 
 
@@ -227,14 +224,14 @@ class Trainer:
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info(f'model: {n_params / 1e6:.2f} M trainable parameters, hand model {model.hand_model_id}, '
                  f'device {runtime.device}' + (f' x{len(runtime.gpu_ids)} (DataParallel)'
-                                               if len(runtime.gpu_ids) > 1 and not runtime.distributed else '')
+                                               if runtime.gpu_ids and not runtime.distributed else '')
                  + (f', {runtime.world_size} processes (DDP)' if runtime.distributed else ''))
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.rt.distributed:
             ids = [self.rt.device.index] if self.rt.device.type == 'cuda' else None
             return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
-        if len(self.rt.gpu_ids) > 1:
+        if self.rt.gpu_ids:  # as the reference: DataParallel whenever GPUs are used, one or several
             return nn.DataParallel(model, device_ids=self.rt.gpu_ids)
         return model
 
@@ -365,7 +362,7 @@ class Tester:
         self.cfg, self.rt = cfg, runtime
         model = get_model('test').to(runtime.device)
         load_network(model, ckpt, ckpt_path)
-        self.model = nn.DataParallel(model, device_ids=runtime.gpu_ids) if len(runtime.gpu_ids) > 1 else model
+        self.model = nn.DataParallel(model, device_ids=runtime.gpu_ids) if runtime.gpu_ids else model
         self.model.eval()
         self.hand_model_id = model.hand_model_id
 

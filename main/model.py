@@ -13,7 +13,7 @@ from nets.backbone import FPN
 from nets.iic import CGBlock, IET
 from nets.let import LET, SelfAttention
 from nets.loss import compute_losses, loss_weights
-from nets.mano_head import ground_truth_mesh
+from nets.mano_head import ground_truth_mesh, root_relative_mesh
 from nets.regressor import Regressor
 from nets.segmentation import SegmentationHead, hand_feature, hand_image
 from utils.mano import ManoLayer
@@ -50,8 +50,9 @@ class Model(nn.Module):
         self.refiner = (LET(dim, conf.let_heads, conf.let_depth, conf.let_stripe, conf.mlp_ratio)
                         if conf.use_let else
                         SelfAttention(dim, conf.let_heads, conf.let_depth, conf.mlp_ratio, feat_size))
-        self.regressor = Regressor(dim, feat_size, ManoLayer())
+        self.regressor = Regressor(dim, feat_size, ManoLayer(), conf.mesh_grad_scale)
         self.loss_weights = loss_weights(conf)
+        self.mesh_loss_gt_root = conf.mesh_loss_gt_root
 
     @property
     def mano_layer(self) -> ManoLayer:
@@ -109,6 +110,10 @@ class Model(nn.Module):
                 raise ValueError("mode 'train' needs targets (see DESIGN.md, data contracts)")
             rotmat, verts = ground_truth_mesh(self.mano_layer, targets['mano_pose'],
                                               targets['mano_shape'])
+            if self.mesh_loss_gt_root:  # vertex and joint losses see the predicted articulation only
+                pred = dict(pred)
+                aligned = torch.cat([rotmat[:, :1], pred['rotmat'][:, 1:]], dim=1)
+                pred['verts'], pred['joints'] = root_relative_mesh(self.mano_layer, aligned, pred['shape'])
             gt = {'verts': verts, 'joints': targets['joints_coord_cam'], 'rotmat': rotmat,
                   'shape': targets['mano_shape'], 'joints_img': targets['joints_img']}
             if seg is not None:

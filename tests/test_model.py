@@ -10,6 +10,7 @@ import torch.distributed as dist
 from config import cfg
 from errors import UserError
 from model import Model, get_model, parameter_counts, parameter_summary
+from nets.mano_head import root_relative_mesh
 from nets.segmentation import IGNORE
 from utils.mano import ManoLayer
 
@@ -160,6 +161,62 @@ def test_every_parameter_gets_a_gradient(configure, branch):
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []
+
+
+def _grad_norms(model: Model, loss: torch.Tensor) -> dict[str, float]:
+    model.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    return {name: sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+            for name, module in (('backbone', model.backbone), ('seg_head', model.seg_head),
+                                 ('hand_head', model.regressor.hand_head),
+                                 ('encoder', model.regressor.encoder))}
+
+
+@pytest.mark.parametrize('scale', [0.0, 0.5, 1.0])
+def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale):
+    configure(mesh_grad_scale=scale)
+    model = get_model('train')
+    inputs, targets = _train_batch(64, n=3)
+    losses = model(inputs, targets, {}, 'train')
+    mesh = _grad_norms(model, losses['mano_verts'] + losses['mano_joints'])
+    assert mesh['encoder'] > 0
+    assert mesh['seg_head'] == 0            # the hand view's mask never passes the mesh gradient
+    assert (mesh['backbone'] > 0) == (scale > 0) and (mesh['hand_head'] > 0) == (scale > 0)
+    if scale == 0.5:                        # exactly half of what flows at 1
+        configure(mesh_grad_scale=1.0)
+        full = get_model('train')
+        full.load_state_dict(model.state_dict())
+        ref = _grad_norms(full, sum(v for k, v in full(inputs, targets, {}, 'train').items()
+                                    if k in ('mano_verts', 'mano_joints')))
+        assert mesh['hand_head'] == pytest.approx(0.5 * ref['hand_head'], rel=1e-4)
+    assert _grad_norms(model, losses['seg'])['seg_head'] > 0
+
+
+def test_mesh_loss_gt_root_ignores_the_predicted_global_rotation(configure):
+    """With mesh_loss_gt_root the vertex loss depends on the predicted finger rotations only: a
+    change of the predicted global rotation changes the plain loss but not this one."""
+    inputs, targets = _train_batch(64, n=2)
+    values = {}
+    for gt_root in (False, True):
+        configure(mesh_loss_gt_root=gt_root)
+        torch.manual_seed(0)
+        model = get_model('train').eval()   # eval: batch norm does not move between the passes
+        head = model.regressor.mano_head
+        for turn in (0.0, 1.0):
+            def rotate_root(module, args, out, turn=turn):
+                out = dict(out)
+                spin = ManoLayer().pose_to_rotmat(torch.tensor([[0.0, turn, 0.0] + [0.0] * 45]))[:, 0]
+                rotmat = out['rotmat'].clone()
+                rotmat[:, 0] = spin @ rotmat[:, 0]
+                out['rotmat'] = rotmat
+                out['verts'], out['joints'] = root_relative_mesh(model.mano_layer, rotmat, out['shape'])
+                return out
+            handle = head.register_forward_hook(rotate_root)
+            with torch.no_grad():
+                values[gt_root, turn] = float(model(inputs, targets, {}, 'train')['mano_verts'])
+            handle.remove()
+    assert values[False, 0.0] != pytest.approx(values[False, 1.0], rel=1e-3)
+    assert values[True, 0.0] == pytest.approx(values[True, 1.0], rel=1e-5)
 
 
 def test_eval_is_deterministic_and_per_sample(configure):

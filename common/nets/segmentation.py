@@ -33,10 +33,20 @@ class SegmentationHead(nn.Module):
         return self.body(p2)
 
 
+def hand_probability(logits: torch.Tensor) -> torch.Tensor:
+    """P(hand) of segmentation logits (B, 3, h, w) -> (B, 1, h, w), cut off from the gradient.
+
+    The hand view is made from the segmentation as it stands: the mesh losses do not train the
+    segmentation head through the mask. Without the cut, their gradient, 10x that of the
+    segmentation loss in the head, takes the mask over and it never learns to find the hand.
+    """
+    return logits.detach().softmax(dim=1)[:, HAND:HAND + 1]
+
+
 def hand_image(img: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The image with everything but the hand replaced by the ImageNet mean colour (zero after
     the backbone's normalisation): img (B, 3, H, W), logits (B, 3, H/4, W/4) -> (B, 3, H, W)."""
-    p_hand = F.interpolate(logits.softmax(dim=1)[:, HAND:HAND + 1], size=img.shape[-2:],
+    p_hand = F.interpolate(hand_probability(logits), size=img.shape[-2:],
                            mode='bilinear', align_corners=False)
     fill = img.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     return img * p_hand + fill * (1 - p_hand)
@@ -45,5 +55,5 @@ def hand_image(img: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 def hand_feature(feat: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The feature gated by the hand probability: feat (B, C, h, w), logits (B, 3, 2h, 2w) ->
     (B, C, h, w)."""
-    p_hand = F.adaptive_avg_pool2d(logits.softmax(dim=1)[:, HAND:HAND + 1], feat.shape[-2:])
+    p_hand = F.adaptive_avg_pool2d(hand_probability(logits), feat.shape[-2:])
     return feat * p_hand

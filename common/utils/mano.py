@@ -257,6 +257,14 @@ class ManoOutput(NamedTuple):
     transforms: torch.Tensor  # (B, 16, 4, 4) rest-pose -> posed transform of each MANO joint
 
 
+def _as_slice(index: list[int]) -> slice | list[int]:
+    """An index list as a slice when it is evenly spaced (a view instead of a copy), else itself."""
+    step = index[1] - index[0] if len(index) > 1 else 1
+    if step > 0 and index == list(range(index[0], index[-1] + 1, step)):
+        return slice(index[0], index[-1] + 1, step)
+    return index
+
+
 class ManoLayer(nn.Module):
     """Batched MANO: pose (B, 48) axis-angle and shape (B, 10) -> vertices and 21 joints, metres.
 
@@ -299,13 +307,20 @@ class ManoLayer(nn.Module):
 
         v, jreg = m['v_template'], m['J_regressor']
         buf('v_template', v)                                                   # (V, 3)
-        buf('shapedirs', m['shapedirs'].reshape(-1, self.num_betas).T)         # (S, V*3)
-        buf('posedirs', m['posedirs'].reshape(-1, m['posedirs'].shape[2]).T)   # (9(J-1), V*3)
+        # The forward pass works on vertices in planar layout (B, 3, V): x, y, z rows of V values
+        # each, so that skinning is a few long element-wise passes instead of V tiny 3x3 products.
+        # Shape and pose blend shapes are one matrix: [betas, pose feature] @ blend_dirs.
+        def planar(dirs: np.ndarray) -> np.ndarray:                            # (V, 3, K) -> (K, 3V)
+            return np.asarray(dirs).transpose(2, 1, 0).reshape(dirs.shape[2], -1)
+
+        buf('template_planar', np.asarray(v).T.reshape(-1))                    # (3V,)
+        buf('blend_dirs', np.concatenate([planar(m['shapedirs']), planar(m['posedirs'])]))  # (S+9(J-1), 3V)
         buf('J_regressor', jreg)                                               # (J, V)
         # The joint regressor is linear, so joints of a shaped hand are J_template + betas . J_dirs.
         buf('J_template', jreg @ v)                                            # (J, 3)
         buf('J_shapedirs', np.einsum('jv,vcs->sjc', jreg, m['shapedirs']).reshape(self.num_betas, -1))
         buf('weights', m['weights'])                                           # (V, J)
+        buf('weights_t', np.ascontiguousarray(m['weights'].T))                 # (J, V)
         buf('hands_components', m['hands_components'][:self.num_pca_comps])   # (C, 45)
         mean = np.zeros(n_pose) if flat_hand_mean else m['hands_mean']
         buf('hands_mean', mean)                                                # (45,)
@@ -317,6 +332,16 @@ class ManoLayer(nn.Module):
         for j in range(1, len(parents)):
             depth[j] = depth[parents[j]] + 1
         self.levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+        # Per level after the first: its joints, their parents, and where each parent sits in the
+        # level before it, as slices where they are evenly spaced (MANO's are: 1,4,7,10,13, ...),
+        # so that a forward pass does few index copies; None = all share the single parent.
+        self.level_steps = []
+        for prev, level in zip(self.levels, self.levels[1:]):
+            slots = [prev.index(parents[j]) for j in level]
+            self.level_steps.append((_as_slice(level), _as_slice([parents[j] for j in level]),
+                                     None if len(prev) == 1 else _as_slice(slots)))
+        order = [j for level in self.levels for j in level]
+        buf('level_order_inv', np.argsort(order), dtype=torch.long)             # level order -> joint id
 
     @property
     def pose_dim(self) -> int:
@@ -359,19 +384,19 @@ class ManoLayer(nn.Module):
             raise ValueError(f'rotmat must have shape (B, {nj}, 3, 3) and shape (B, {self.num_betas}),'
                              f' got {tuple(rotmat.shape)} and {tuple(shape.shape)}')
 
-        v_shaped = self.v_template + (shape @ self.shapedirs).view(b, nv, 3)          # (B, V, 3)
-        j_rest = self.J_template + (shape @ self.J_shapedirs).view(b, nj, 3)           # (B, J, 3)
         eye = torch.eye(3, dtype=dtype, device=rotmat.device)
         pose_feature = (rotmat[:, 1:] - eye).reshape(b, -1)                            # (B, 9(J-1))
-        v_posed = v_shaped + (pose_feature @ self.posedirs).view(b, nv, 3)             # (B, V, 3)
+        coeffs = torch.cat([shape, pose_feature], dim=1)                               # (B, S+9(J-1))
+        v_posed = torch.addmm(self.template_planar, coeffs, self.blend_dirs).view(b, 3, nv)  # (B, 3, V)
+        j_rest = self.J_template + (shape @ self.J_shapedirs).view(b, nj, 3)           # (B, J, 3)
 
         rot_g, pos_g = self._chain(rotmat, j_rest)                                     # (B,J,3,3), (B,J,3)
         # Skinning transform of joint k: x -> R_k (x - J_k) + P_k
         t_skin = pos_g - (rot_g @ j_rest.unsqueeze(-1)).squeeze(-1)                    # (B, J, 3)
-        per_joint = torch.cat([rot_g.reshape(b, nj, 9), t_skin], dim=2)                # (B, J, 12)
-        blended = (self.weights @ per_joint).view(b, nv, 12)                           # (B, V, 12)
-        rot_v, t_v = blended[..., :9].view(b, nv, 3, 3), blended[..., 9:]
-        verts = (rot_v @ v_posed.unsqueeze(-1)).squeeze(-1) + t_v                      # (B, V, 3)
+        # Columns of R_k, then its translation: (B, 12, J) rows c0x c0y c0z c1x ... tx ty tz.
+        per_joint = torch.cat([rot_g.transpose(2, 3).reshape(b, nj, 9), t_skin], dim=2).transpose(1, 2)
+        verts = torch.cat([self._skin(per_joint[i:i + n], v_posed[i:i + n])
+                           for i, n in self._chunks(b, rotmat.device)], dim=0)          # (B, V, 3)
 
         joints = torch.cat([pos_g, verts[:, self.tip_index]], dim=1)[:, self.joint_order]
         if trans is not None:
@@ -381,25 +406,35 @@ class ManoLayer(nn.Module):
                                 eye.new_tensor([0, 0, 0, 1]).expand(b, nj, 1, 4)], dim=2)
         return ManoOutput(verts, joints, transforms)
 
+    # Batch items skinned together on the CPU: the (n, 12, V) blended transforms then stay in cache.
+    CPU_SKIN_CHUNK = 128
+
+    def _chunks(self, b: int, device: torch.device) -> list[tuple[int, int]]:
+        step = self.CPU_SKIN_CHUNK if device.type == 'cpu' else b
+        return [(i, min(step, b - i)) for i in range(0, b, step)]
+
+    def _skin(self, per_joint: torch.Tensor, v_posed: torch.Tensor) -> torch.Tensor:
+        """Linear blend skinning: per_joint (n, 12, J) joint transforms (columns of R, then t),
+        v_posed (n, 3, V) planar -> (n, V, 3) skinned vertices."""
+        blended = per_joint @ self.weights_t                                            # (n, 12, V)
+        out = torch.addcmul(blended[:, 9:12], blended[:, 0:3], v_posed[:, 0:1])
+        out = out.addcmul(blended[:, 3:6], v_posed[:, 1:2])
+        return out.addcmul(blended[:, 6:9], v_posed[:, 2:3]).transpose(1, 2)
+
     def _chain(self, rotmat: torch.Tensor, j_rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Global rotation and position of every joint, one kinematic-tree level at a time.
 
         rotmat (B, J, 3, 3) local rotations, j_rest (B, J, 3) rest joints ->
         (B, J, 3, 3) global rotations, (B, J, 3) posed joint positions.
         """
-        order: list[int] = list(self.levels[0])
-        rots = [rotmat[:, order]]
-        poss = [j_rest[:, order]]
-        for level in self.levels[1:]:
-            pos_in_order = [order.index(self.parents[j]) for j in level]
-            rot_p = torch.cat(rots, 1)[:, pos_in_order]
-            pos_p = torch.cat(poss, 1)[:, pos_in_order]
-            offset = j_rest[:, level] - j_rest[:, [self.parents[j] for j in level]]
+        first = _as_slice(self.levels[0])
+        rots, poss = [rotmat[:, first]], [j_rest[:, first]]
+        for level, parent, slots in self.level_steps:
+            rot_p, pos_p = (rots[-1], poss[-1]) if slots is None else (rots[-1][:, slots], poss[-1][:, slots])
+            offset = j_rest[:, level] - j_rest[:, parent]
             rots.append(rot_p @ rotmat[:, level])
             poss.append((rot_p @ offset.unsqueeze(-1)).squeeze(-1) + pos_p)
-            order += level
-        back = [order.index(j) for j in range(len(order))]
-        return torch.cat(rots, 1)[:, back], torch.cat(poss, 1)[:, back]
+        return torch.cat(rots, 1)[:, self.level_order_inv], torch.cat(poss, 1)[:, self.level_order_inv]
 
     def _check_inputs(self, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor | None) -> None:
         b = pose.shape[0] if pose.dim() == 2 else 'B'
