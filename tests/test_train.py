@@ -210,3 +210,22 @@ def test_torchrun_distributed_training_on_cpu(synth_set, tmp_path):
     assert sorted(list_snapshots(tmp_path / 'model_dump')) == [1]
     log = (tmp_path / 'log' / 'train_logs.txt').read_text()
     assert '2 processes (DDP)' in log and 'epoch 1/1 iter 2/2' in log  # 20 frames per process / 8
+
+
+def test_any_torchrun_launch_is_distributed_even_with_one_process(monkeypatch, tmp_path):
+    """torchrun sets RANK and WORLD_SIZE; one process is still DDP (the same code path as many),
+    a plain launch is not."""
+    import torch.distributed as dist
+
+    from base import setup_runtime
+    assert not setup_runtime([]).distributed
+    for key, value in {'RANK': '0', 'WORLD_SIZE': '1', 'LOCAL_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
+                       'MASTER_PORT': '29637'}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        rt = setup_runtime([])
+        assert rt.distributed and rt.world_size == 1 and rt.rank == 0 and rt.main_process
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
