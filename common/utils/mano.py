@@ -309,12 +309,13 @@ class ManoLayer(nn.Module):
         buf('v_template', v)                                                   # (V, 3)
         # The forward pass works on vertices in planar layout (B, 3, V): x, y, z rows of V values
         # each, so that skinning is a few long element-wise passes instead of V tiny 3x3 products.
-        # Shape and pose blend shapes are one matrix: [betas, pose feature] @ blend_dirs.
+        # Template, shape and pose blend shapes are one matrix: [1, betas, pose feature] @ blend_dirs.
         def planar(dirs: np.ndarray) -> np.ndarray:                            # (V, 3, K) -> (K, 3V)
             return np.asarray(dirs).transpose(2, 1, 0).reshape(dirs.shape[2], -1)
 
-        buf('template_planar', np.asarray(v).T.reshape(-1))                    # (3V,)
-        buf('blend_dirs', np.concatenate([planar(m['shapedirs']), planar(m['posedirs'])]))  # (S+9(J-1), 3V)
+        # Row 0 is the template (its coefficient is 1), then shape and pose blend shapes.
+        buf('blend_dirs', np.concatenate([np.asarray(v).T.reshape(1, -1), planar(m['shapedirs']),
+                                          planar(m['posedirs'])]))                # (1+S+9(J-1), 3V)
         buf('J_regressor', jreg)                                               # (J, V)
         # The joint regressor is linear, so joints of a shaped hand are J_template + betas . J_dirs.
         buf('J_template', jreg @ v)                                            # (J, 3)
@@ -386,17 +387,19 @@ class ManoLayer(nn.Module):
 
         eye = torch.eye(3, dtype=dtype, device=rotmat.device)
         pose_feature = (rotmat[:, 1:] - eye).reshape(b, -1)                            # (B, 9(J-1))
-        coeffs = torch.cat([shape, pose_feature], dim=1)                               # (B, S+9(J-1))
-        v_posed = torch.addmm(self.template_planar, coeffs, self.blend_dirs).view(b, 3, nv)  # (B, 3, V)
+        coeffs = torch.cat([shape.new_ones(b, 1), shape, pose_feature], dim=1)          # (B, 1+S+9(J-1))
+        v_posed = (coeffs @ self.blend_dirs).view(b, 3, nv)                            # (B, 3, V)
         j_rest = self.J_template + (shape @ self.J_shapedirs).view(b, nj, 3)           # (B, J, 3)
 
         rot_g, pos_g = self._chain(rotmat, j_rest)                                     # (B,J,3,3), (B,J,3)
         # Skinning transform of joint k: x -> R_k (x - J_k) + P_k
         t_skin = pos_g - (rot_g @ j_rest.unsqueeze(-1)).squeeze(-1)                    # (B, J, 3)
         # Columns of R_k, then its translation: (B, 12, J) rows c0x c0y c0z c1x ... tx ty tz.
-        per_joint = torch.cat([rot_g.transpose(2, 3).reshape(b, nj, 9), t_skin], dim=2).transpose(1, 2)
-        verts = torch.cat([self._skin(per_joint[i:i + n], v_posed[i:i + n])
-                           for i, n in self._chunks(b, rotmat.device)], dim=0)          # (B, V, 3)
+        per_joint = torch.cat([rot_g.transpose(2, 3).reshape(b, nj, 9), t_skin], dim=2
+                              ).transpose(1, 2).contiguous()  # contiguous: x @ weights_t is one GEMM
+        verts = v_posed.new_empty(b, nv, 3)                                            # (B, V, 3)
+        for i, n in self._chunks(b, rotmat.device):  # each chunk lands while still in cache
+            verts[i:i + n].transpose(1, 2).copy_(self._skin(per_joint[i:i + n], v_posed[i:i + n]))
 
         joints = torch.cat([pos_g, verts[:, self.tip_index]], dim=1)[:, self.joint_order]
         if trans is not None:
@@ -415,11 +418,11 @@ class ManoLayer(nn.Module):
 
     def _skin(self, per_joint: torch.Tensor, v_posed: torch.Tensor) -> torch.Tensor:
         """Linear blend skinning: per_joint (n, 12, J) joint transforms (columns of R, then t),
-        v_posed (n, 3, V) planar -> (n, V, 3) skinned vertices."""
+        v_posed (n, 3, V) planar -> (n, 3, V) skinned vertices, planar."""
         blended = per_joint @ self.weights_t                                            # (n, 12, V)
         out = torch.addcmul(blended[:, 9:12], blended[:, 0:3], v_posed[:, 0:1])
         out = out.addcmul(blended[:, 3:6], v_posed[:, 1:2])
-        return out.addcmul(blended[:, 6:9], v_posed[:, 2:3]).transpose(1, 2)
+        return out.addcmul(blended[:, 6:9], v_posed[:, 2:3])
 
     def _chain(self, rotmat: torch.Tensor, j_rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Global rotation and position of every joint, one kinematic-tree level at a time.
