@@ -257,6 +257,8 @@ def _check(v: dict) -> None:
             raise ConfigError(f"bad value {v[key]} for '{key}'; it must be at least 1")
     if v['num_thread'] < 0:
         raise ConfigError(f"bad value {v['num_thread']} for 'num_thread'; it must be 0 or more")
+    if not 0 <= v['mesh_grad_scale'] <= 1:
+        raise ConfigError(f"bad value {v['mesh_grad_scale']} for 'mesh_grad_scale'; it must be in 0..1")
 
 
 def parse_set(items: Sequence[str]) -> dict[str, str]:

@@ -50,6 +50,7 @@ def test_set_values_are_typed(key, text, value):
     ({'trainset': 'COCO'}, ["'COCO'", 'HO3D, DEX_YCB, SYNTH']),
     ({'input_img_shape': '200,200'}, ['(200, 200)', 'multiple of 32']),
     ({'let_stripe': '5'}, ['let_stripe=5', 'divisor']),
+    ({'mesh_grad_scale': '-1'}, ['-1', "'mesh_grad_scale'", '0..1']),
 ])
 def test_bad_values_name_value_and_allowed(fields, words):
     c = Config().update()

@@ -10,7 +10,8 @@ from utils.mano import ManoLayer
 
 
 def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by ``factor``."""
+    """``x`` forward (exactly for 0 and 1, up to rounding between); the gradient flowing back
+    through it is multiplied by ``factor``."""
     if factor == 1:
         return x
     if factor == 0:

@@ -309,11 +309,11 @@ class ManoLayer(nn.Module):
         buf('v_template', v)                                                   # (V, 3)
         # The forward pass works on vertices in planar layout (B, 3, V): x, y, z rows of V values
         # each, so that skinning is a few long element-wise passes instead of V tiny 3x3 products.
-        # Template, shape and pose blend shapes are one matrix: [1, betas, pose feature] @ blend_dirs.
+        # Template, shape and pose blend shapes are one matrix: [1, betas, pose feature] @ blend_dirs
+        # (row 0, whose coefficient is 1, is the template).
         def planar(dirs: np.ndarray) -> np.ndarray:                            # (V, 3, K) -> (K, 3V)
             return np.asarray(dirs).transpose(2, 1, 0).reshape(dirs.shape[2], -1)
 
-        # Row 0 is the template (its coefficient is 1), then shape and pose blend shapes.
         buf('blend_dirs', np.concatenate([np.asarray(v).T.reshape(1, -1), planar(m['shapedirs']),
                                           planar(m['posedirs'])]))                # (1+S+9(J-1), 3V)
         buf('J_regressor', jreg)                                               # (J, V)
