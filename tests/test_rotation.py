@@ -1,11 +1,12 @@
 """Rotation helpers: round trips and agreement with scipy, including angle 0 and angles near pi."""
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
 from utils.rotation import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d,
-                            rot6d_to_matrix)
+                            rot6d_to_matrix, skew)
 
 unit = st.tuples(*[st.floats(-1, 1, allow_nan=False)] * 3).filter(lambda v: np.linalg.norm(v) > 1e-3)
 
@@ -57,3 +58,16 @@ def test_batched_shapes_and_gradients_at_zero():
     near_pi = torch.tensor([[np.pi - 1e-6, 0.0, 0.0]], requires_grad=True)
     matrix_to_axis_angle(axis_angle_to_matrix(near_pi)).sum().backward()
     assert torch.isfinite(near_pi.grad).all()
+
+
+@pytest.mark.parametrize('aa', [[0.0, 0.0, 0.0], [1e-9, -2e-9, 0.5e-9], [0.3, -1.2, 0.7],
+                                [0.0, 0.0, np.pi - 1e-4]])
+def test_axis_angle_to_matrix_gradient_is_exact(aa):
+    """Analytic gradient against finite differences, including at angle 0, where it must be
+    d R / d aa_i = skew(e_i)."""
+    aa = torch.tensor(aa, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(axis_angle_to_matrix, (aa,), eps=1e-6, atol=1e-8)
+    if aa.detach().norm() == 0:
+        jac = torch.autograd.functional.jacobian(axis_angle_to_matrix, aa)          # (3, 3, 3)
+        expected = torch.stack([skew(e) for e in torch.eye(3, dtype=torch.float64)], dim=-1)
+        assert torch.allclose(jac, expected, atol=1e-12)

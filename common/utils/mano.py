@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
@@ -317,32 +318,43 @@ class ManoLayer(nn.Module):
         buf('blend_dirs', np.concatenate([np.asarray(v).T.reshape(1, -1), planar(m['shapedirs']),
                                           planar(m['posedirs'])]))                # (1+S+9(J-1), 3V)
         buf('J_regressor', jreg)                                               # (J, V)
-        # The joint regressor is linear, so joints of a shaped hand are J_template + betas . J_dirs.
-        buf('J_template', jreg @ v)                                            # (J, 3)
-        buf('J_shapedirs', np.einsum('jv,vcs->sjc', jreg, m['shapedirs']).reshape(self.num_betas, -1))
         buf('weights', m['weights'])                                           # (V, J)
-        buf('weights_t', np.ascontiguousarray(m['weights'].T))                 # (J, V)
         buf('hands_components', m['hands_components'][:self.num_pca_comps])   # (C, 45)
         mean = np.zeros(n_pose) if flat_hand_mean else m['hands_mean']
         buf('hands_mean', mean)                                                # (45,)
         buf('faces', m['f'].astype(np.int64), dtype=torch.long)                # (F, 3)
-        buf('tip_index', np.array(FINGERTIP_VERTS), dtype=torch.long)
-        buf('joint_order', np.array(MANO_TO_JOINTS), dtype=torch.long)
-        # The kinematic tree by depth: joints of one level depend only on earlier levels.
+        buf('homogeneous_row', np.array([0.0, 0.0, 0.0, 1.0]))                 # (4,)
+        # The kinematic tree by depth: joints of one level depend only on earlier levels. The chain
+        # runs in level order; skinning weights and the joint order are permuted to match, so only
+        # the returned transforms go back to MANO's joint order.
         depth = [0] * len(parents)
         for j in range(1, len(parents)):
             depth[j] = depth[parents[j]] + 1
-        self.levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
-        # Per level after the first: its joints, their parents, and where each parent sits in the
-        # level before it, as slices where they are evenly spaced (MANO's are: 1,4,7,10,13, ...),
-        # so that a forward pass does few index copies; None = all share the single parent.
-        self.level_steps = []
-        for prev, level in zip(self.levels, self.levels[1:]):
+        levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+        order = [j for level in levels for j in level]                          # level order -> joint id
+        # Per level after the first: its positions in level order, and where each joint's parent
+        # sits in the level before it (None: all share one parent), as slices where evenly spaced.
+        self.level_steps, start = [], len(levels[0])
+        for prev, level in zip(levels, levels[1:]):
             slots = [prev.index(parents[j]) for j in level]
-            self.level_steps.append((_as_slice(level), _as_slice([parents[j] for j in level]),
+            self.level_steps.append((slice(start, start + len(level)),
                                      None if len(prev) == 1 else _as_slice(slots)))
-        order = [j for level in self.levels for j in level]
-        buf('level_order_inv', np.argsort(order), dtype=torch.long)             # level order -> joint id
+            start += len(level)
+        self.num_roots = len(levels[0])
+        buf('level_order', np.array(order), dtype=torch.long)
+        buf('level_order_inv', np.argsort(order), dtype=torch.long)
+        buf('weights_t', np.ascontiguousarray(m['weights'][:, order].T))        # (J, V), level order
+        # Rest joints and each joint's offset from its parent (the root's: from the origin), level
+        # order, are linear in the shape: [1, betas] @ joint_dirs gives both, (B, 2 * 3J), in one GEMM.
+        parent_of = np.eye(len(parents))[np.maximum(parents, 0)] * (parents >= 0)[:, None]  # (J, J)
+        j_dirs = np.concatenate([(jreg @ v)[None], np.einsum('jv,vcs->sjc', jreg, m['shapedirs'])])
+        offset_dirs = np.einsum('ij,sjc->sic', np.eye(len(parents)) - parent_of, j_dirs)
+        buf('joint_dirs', np.concatenate([j_dirs[:, order], offset_dirs[:, order]], axis=1
+                                         ).reshape(1 + self.num_betas, -1))      # (1+S, 2*3J)
+        # 21 joints from [16 posed joints in level order, 5 fingertip vertices]
+        buf('tip_index', np.array(FINGERTIP_VERTS), dtype=torch.long)
+        buf('joint_order', np.array([order.index(j) if j < len(parents) else j for j in MANO_TO_JOINTS]),
+            dtype=torch.long)
 
     @property
     def pose_dim(self) -> int:
@@ -389,14 +401,16 @@ class ManoLayer(nn.Module):
         pose_feature = (rotmat[:, 1:] - eye).reshape(b, -1)                            # (B, 9(J-1))
         coeffs = torch.cat([shape.new_ones(b, 1), shape, pose_feature], dim=1)          # (B, 1+S+9(J-1))
         v_posed = (coeffs @ self.blend_dirs).view(b, 3, nv)                            # (B, 3, V)
-        j_rest = self.J_template + (shape @ self.J_shapedirs).view(b, nj, 3)           # (B, J, 3)
+        joint_rest = (coeffs[:, :1 + self.num_betas] @ self.joint_dirs).view(b, 2, nj, 3)
+        j_rest, offsets = joint_rest[:, 0], joint_rest[:, 1]                 # (B, J, 3) each, level order
 
-        rot_g, pos_g = self._chain(rotmat, j_rest)                                     # (B,J,3,3), (B,J,3)
+        glob = self._chain(rotmat[:, self.level_order], offsets)                       # (B, J, 4, 4)
+        rot_g, pos_g = glob[:, :, :3, :3], glob[:, :, :3, 3]
         # Skinning transform of joint k: x -> R_k (x - J_k) + P_k
         t_skin = pos_g - (rot_g @ j_rest.unsqueeze(-1)).squeeze(-1)                    # (B, J, 3)
+        skin = torch.cat([rot_g, t_skin.unsqueeze(-1)], dim=3)                          # (B, J, 3, 4)
         # Columns of R_k, then its translation: (B, 12, J) rows c0x c0y c0z c1x ... tx ty tz.
-        per_joint = torch.cat([rot_g.transpose(2, 3).reshape(b, nj, 9), t_skin], dim=2
-                              ).transpose(1, 2).contiguous()  # contiguous: x @ weights_t is one GEMM
+        per_joint = skin.transpose(2, 3).reshape(b, nj, 12).transpose(1, 2).contiguous()  # one GEMM below
         verts = v_posed.new_empty(b, nv, 3)                                            # (B, V, 3)
         for i, n in self._chunks(b, rotmat.device):  # each chunk lands while still in cache
             verts[i:i + n].transpose(1, 2).copy_(self._skin(per_joint[i:i + n], v_posed[i:i + n]))
@@ -404,10 +418,9 @@ class ManoLayer(nn.Module):
         joints = torch.cat([pos_g, verts[:, self.tip_index]], dim=1)[:, self.joint_order]
         if trans is not None:
             trans = trans.to(dtype).unsqueeze(1)
-            verts, joints, t_skin = verts + trans, joints + trans, t_skin + trans
-        transforms = torch.cat([torch.cat([rot_g, t_skin.unsqueeze(-1)], dim=3),
-                                eye.new_tensor([0, 0, 0, 1]).expand(b, nj, 1, 4)], dim=2)
-        return ManoOutput(verts, joints, transforms)
+            verts, joints, skin = verts + trans, joints + trans, skin + F.pad(trans.unsqueeze(-1), (3, 0))
+        transforms = torch.cat([skin, self.homogeneous_row.expand(b, nj, 1, 4)], dim=2)
+        return ManoOutput(verts, joints, transforms[:, self.level_order_inv])
 
     # Batch items skinned together on the CPU: the (n, 12, V) blended transforms then stay in cache.
     CPU_SKIN_CHUNK = 128
@@ -417,27 +430,28 @@ class ManoLayer(nn.Module):
         return [(i, min(step, b - i)) for i in range(0, b, step)]
 
     def _skin(self, per_joint: torch.Tensor, v_posed: torch.Tensor) -> torch.Tensor:
-        """Linear blend skinning: per_joint (n, 12, J) joint transforms (columns of R, then t),
-        v_posed (n, 3, V) planar -> (n, 3, V) skinned vertices, planar."""
+        """Linear blend skinning: per_joint (n, 12, J) joint transforms (columns of R, then t; level
+        order), v_posed (n, 3, V) planar -> (n, 3, V) skinned vertices, planar."""
         blended = per_joint @ self.weights_t                                            # (n, 12, V)
         out = torch.addcmul(blended[:, 9:12], blended[:, 0:3], v_posed[:, 0:1])
         out = out.addcmul(blended[:, 3:6], v_posed[:, 1:2])
         return out.addcmul(blended[:, 6:9], v_posed[:, 2:3])
 
-    def _chain(self, rotmat: torch.Tensor, j_rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global rotation and position of every joint, one kinematic-tree level at a time.
+    def _chain(self, rotmat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Global transform of every joint, one kinematic-tree level at a time.
 
-        rotmat (B, J, 3, 3) local rotations, j_rest (B, J, 3) rest joints ->
-        (B, J, 3, 3) global rotations, (B, J, 3) posed joint positions.
+        rotmat (B, J, 3, 3) local rotations, offsets (B, J, 3) rest offsets from the parent joint
+        (the root's from the origin), both in level order -> (B, J, 4, 4) posed transforms (global
+        rotation, posed joint position), level order.
         """
-        first = _as_slice(self.levels[0])
-        rots, poss = [rotmat[:, first]], [j_rest[:, first]]
-        for level, parent, slots in self.level_steps:
-            rot_p, pos_p = (rots[-1], poss[-1]) if slots is None else (rots[-1][:, slots], poss[-1][:, slots])
-            offset = j_rest[:, level] - j_rest[:, parent]
-            rots.append(rot_p @ rotmat[:, level])
-            poss.append((rot_p @ offset.unsqueeze(-1)).squeeze(-1) + pos_p)
-        return torch.cat(rots, 1)[:, self.level_order_inv], torch.cat(poss, 1)[:, self.level_order_inv]
+        b, nj = rotmat.shape[:2]
+        local = torch.cat([torch.cat([rotmat, offsets.unsqueeze(-1)], dim=3),
+                           self.homogeneous_row.expand(b, nj, 1, 4)], dim=2)
+        glob = [local[:, :self.num_roots]]
+        for level, slots in self.level_steps:
+            parent = glob[-1] if slots is None else glob[-1][:, slots]
+            glob.append(parent @ local[:, level])
+        return torch.cat(glob, dim=1)
 
     def _check_inputs(self, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor | None) -> None:
         b = pose.shape[0] if pose.dim() == 2 else 'B'

@@ -3,10 +3,12 @@
 All functions are batched over any leading dimensions, differentiable, and stable at angle 0 and
 near pi. Matrices rotate column vectors (``x' = R @ x``).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
-_SMALL = 1e-6  # squared angle below which the Taylor series replace sin/cos quotients
+_SMALL = 1e-6  # squared sine of half the angle below which quaternion_to_axis_angle uses its series
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -20,17 +22,14 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     """(..., 3) axis-angle (direction = axis, norm = angle in radians) -> (..., 3, 3).
 
     Rodrigues' formula ``R = I + a K + b K^2`` with ``K = skew(aa)``, ``a = sin(t)/t`` and
-    ``b = (1 - cos(t))/t^2``; both quotients switch to their Taylor series near t = 0.
+    ``b = (1 - cos(t))/t^2 = (sin(t/2)/(t/2))^2 / 2``, both through ``torch.sinc``, which is exact
+    and smooth at t = 0 (few operations: this runs in every MANO forward pass).
     """
-    t2 = (aa * aa).sum(-1, keepdim=True)
-    small = t2 < _SMALL
-    t2_safe = torch.where(small, torch.ones_like(t2), t2)
-    t = t2_safe.sqrt()
-    a = torch.where(small, 1 - t2 / 6 + t2 * t2 / 120, torch.sin(t) / t)
-    b = torch.where(small, 0.5 - t2 / 24 + t2 * t2 / 720, (1 - torch.cos(t)) / t2_safe)
+    t = torch.linalg.vector_norm(aa, dim=-1, keepdim=True)[..., None]          # (..., 1, 1)
+    a = torch.sinc(t / math.pi)
+    b = torch.sinc(t / (2 * math.pi)).square() / 2
     k = skew(aa)
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
-    return eye + a[..., None] * k + b[..., None] * (k @ k)
+    return torch.eye(3, dtype=aa.dtype, device=aa.device) + a * k + b * (k @ k)
 
 
 def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
