@@ -317,8 +317,9 @@ def add_common_args(parser: argparse.ArgumentParser, datasets: Sequence[str] = (
                         'the CPU is used when CUDA is missing)')
     parser.add_argument('--preset', choices=sorted(PRESETS), help='paper: ResNet-50, 256 px; '
                         'cpu: small and fast for CPU-only machines')
-    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='override any config field, e.g. --set lr=1e-3 use_let=false')
+    parser.add_argument('--set', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
+                        help='override any config field, e.g. --set lr=1e-3 use_let=false '
+                        '(may be given more than once)')
     for name in datasets:
         parser.add_argument(f'--{name}', help=f"dataset name: {', '.join(DATASETS)}")
 

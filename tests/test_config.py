@@ -82,10 +82,12 @@ def test_command_line_options_reach_cfg():
     from config import cfg
     parser = argparse.ArgumentParser()
     add_common_args(parser, datasets=('trainset',))
-    args = parser.parse_args(['--preset', 'cpu', '--trainset', 'SYNTH', '--set', 'lr=0.01', 'use_iet=0'])
+    args = parser.parse_args(['--preset', 'cpu', '--trainset', 'SYNTH', '--set', 'lr=0.01', 'use_iet=0',
+                              '--set', 'end_epoch=3'])
     try:
         apply_args(args)
         assert cfg.trainset == 'SYNTH' and cfg.lr == 0.01 and cfg.use_iet is False and cfg.preset == 'cpu'
+        assert cfg.end_epoch == 3  # a second --set adds to the first instead of replacing it
     finally:
         cfg.reset()
     with pytest.raises(ConfigError, match="bad --set item 'lr'"):
