@@ -68,7 +68,8 @@ def bench_device(device: torch.device, repeats: int) -> list[dict]:
         if theirs is not None:
             fns.append(lambda: theirs(betas=shape, global_orient=pose[:, :3], hand_pose=pose[:, 3:]))
         with torch.inference_mode():
-            t_ours, t_smplx = (time_calls(fns, repeats * (5 if b < 1024 else 1), device) + [None])[:2]
+            times = time_calls(fns, repeats * (5 if b < 1024 else 1), device)
+        t_ours, t_smplx = times[0], (times[1] if theirs is not None else None)
         rows.append({'device': device.type, 'batch': b, 'ours_ms': t_ours, 'smplx_ms': t_smplx,
                      'speedup': t_smplx / t_ours if t_smplx else None})
     return rows

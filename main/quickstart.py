@@ -25,9 +25,9 @@ from utils.mano import ManoLayer
 from utils.metrics import pa_mpjpe
 
 NUM_TRAIN, NUM_EVAL, SEED = 2000, 200, 0
-# 8 epochs over 2000 frames instead of the preset's 15 over 1000: as many training steps, but twice
-# as many different hands, which the mesh regressor needs more than repeats (the quickstart's
-# PA-MPJPE went from 2 % to 3 % below the mean-pose guess at the same training time).
+# 8 epochs over 2000 frames instead of the preset's 15 over 1000: as many training steps, twice as
+# many different hands (PA-MPJPE 3 % below the mean-pose guess instead of 2 % at the same training
+# time; 4000 x 4 was no better; README, "Why the quickstart hardly learns the fingers").
 EPOCHS, LR_DEC_EPOCH = 8, '5,7'
 OUT = ROOT / 'output' / 'quickstart'
 COMMON = ['--gpu', 'cpu', '--preset', 'cpu', '--set', f'output_dir={OUT}']

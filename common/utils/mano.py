@@ -317,7 +317,6 @@ class ManoLayer(nn.Module):
 
         buf('blend_dirs', np.concatenate([np.asarray(v).T.reshape(1, -1), planar(m['shapedirs']),
                                           planar(m['posedirs'])]))                # (1+S+9(J-1), 3V)
-        buf('J_regressor', jreg)                                               # (J, V)
         buf('weights', m['weights'])                                           # (V, J)
         buf('hands_components', m['hands_components'][:self.num_pca_comps])   # (C, 45)
         mean = np.zeros(n_pose) if flat_hand_mean else m['hands_mean']
