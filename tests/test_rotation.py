@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
 from utils.rotation import (axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d,
-                            rot6d_to_matrix, skew)
+                            mean_rotation, rot6d_to_matrix, skew)
 
 unit = st.tuples(*[st.floats(-1, 1, allow_nan=False)] * 3).filter(lambda v: np.linalg.norm(v) > 1e-3)
 
@@ -71,3 +71,25 @@ def test_axis_angle_to_matrix_gradient_is_exact(aa):
         jac = torch.autograd.functional.jacobian(axis_angle_to_matrix, aa)          # (3, 3, 3)
         expected = torch.stack([skew(e) for e in torch.eye(3, dtype=torch.float64)], dim=-1)
         assert torch.allclose(jac, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('spread', [0.1, 1.0, 2.0])
+def test_mean_rotation_is_scipys_chordal_mean(spread):
+    """Against scipy's Rotation.mean (the chordal L2 mean, computed there from quaternions)."""
+    rng = np.random.default_rng(int(spread * 10))
+    centre = Rotation.random(random_state=rng)
+    rots = centre * Rotation.from_rotvec(rng.normal(size=(50, 3)) * spread)
+    mean = mean_rotation(torch.tensor(rots.as_matrix()))
+    assert torch.allclose(mean, torch.tensor(rots.mean().as_matrix()), atol=1e-10)
+    assert torch.allclose(mean @ mean.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
+    assert torch.linalg.det(mean) > 0
+
+
+def test_mean_rotation_of_symmetric_pairs_is_the_centre():
+    centre = Rotation.from_rotvec([0.4, -2.0, 1.1])
+    turns = Rotation.from_rotvec(np.array([[1.2, 0.0, 0.0], [0.0, 0.7, 0.3]]))
+    rots = Rotation.concatenate([centre * turns, centre * turns.inv()])
+    mean = mean_rotation(torch.tensor(rots.as_matrix()))
+    assert torch.allclose(mean, torch.tensor(centre.as_matrix()), atol=1e-12)
+    with pytest.raises(ValueError, match=r'\(N, 3, 3\)'):
+        mean_rotation(torch.eye(3))

@@ -1,6 +1,7 @@
-"""Rotation conversions in torch: axis-angle <-> matrix <-> 6D (and the quaternion in between).
+"""Rotation conversions in torch: axis-angle <-> matrix <-> 6D (and the quaternion in between),
+and the mean of a set of rotations.
 
-All functions are batched over any leading dimensions, differentiable, and stable at angle 0 and
+The conversions are batched over any leading dimensions, differentiable, and stable at angle 0 and
 near pi. Matrices rotate column vectors (``x' = R @ x``).
 """
 import math
@@ -92,3 +93,15 @@ def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
 def matrix_to_rot6d(m: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 6): the first two columns, column-major."""
     return torch.cat([m[..., :, 0], m[..., :, 1]], dim=-1)
+
+
+def mean_rotation(m: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) rotations -> (3, 3): their chordal L2 mean, the rotation nearest (in the Frobenius
+    norm) to the average of the matrices, found by SVD. Not differentiable where the average is
+    rank-deficient (e.g. rotations spread evenly over all of SO(3))."""
+    if m.dim() != 3 or m.shape[1:] != (3, 3):
+        raise ValueError(f'expected rotations of shape (N, 3, 3), got {tuple(m.shape)}')
+    u, _, vt = torch.linalg.svd(m.mean(dim=0))
+    fix = torch.ones(3, dtype=m.dtype, device=m.device)
+    fix[2] = torch.sign(torch.linalg.det(u @ vt))
+    return u @ torch.diag(fix) @ vt
