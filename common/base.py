@@ -20,6 +20,7 @@ from tqdm import tqdm
 from config import MODEL_FIELDS, Config
 from errors import UserError
 from logger import setup_logging
+from utils.curves import plot_training_curves
 from utils.metrics import HandMetrics, IoUCounts, seg_iou
 
 log = logging.getLogger('interacthand')
@@ -204,7 +205,9 @@ class NonFiniteLoss(UserError):
 class Trainer:
     """Trains ``get_model('train')`` on ``cfg.trainset`` with Adam and a step schedule; writes
     ``snapshot_{epochs completed}.pth.tar`` every ``ckpt_freq`` epochs, at the end, and for the latest
-    epoch (replacing the previous latest one), so an interrupted run loses at most one epoch."""
+    epoch (replacing the previous latest one), so an interrupted run loses at most one epoch.
+    ``history`` (one dict per completed epoch: ``epoch``, ``lr`` and the epoch mean of each loss
+    term) travels in the snapshots and is drawn to ``log/train_curves.png`` after every epoch."""
 
     def __init__(self, cfg: Config, runtime: Runtime, resume: bool = False):
         from model import get_model
@@ -219,6 +222,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.lr_dec_epoch), gamma=cfg.lr_dec_factor)
+        self.history: list[dict[str, float]] = []
         self.start_epoch = self._resume() if resume else 0
         self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -254,6 +258,7 @@ class Trainer:
         load_network(self.model, ckpt, path)
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.scheduler.load_state_dict(ckpt['scheduler'])
+        self.history = list(ckpt.get('history', []))
         log.info(f'resumed from {path} (epoch {ckpt["epoch"]}, lr {self.optimizer.param_groups[0]["lr"]:.2e})')
         return int(ckpt['epoch'])
 
@@ -262,7 +267,8 @@ class Trainer:
         path = snapshot_path(self.cfg.model_dir, epoch)
         save_checkpoint({'epoch': epoch, 'network': unwrap(self.model).state_dict(),
                          'optimizer': self.optimizer.state_dict(), 'scheduler': self.scheduler.state_dict(),
-                         'config': self.cfg.to_dict(), 'preset': self.cfg.preset,
+                         'history': self.history, 'config': self.cfg.to_dict(),
+                         'preset': self.cfg.preset,
                          'hand_model': unwrap(self.model).hand_model_id}, path)
         prev = epoch - 1
         if prev > 0 and prev % self.cfg.ckpt_freq and prev in (snaps := list_snapshots(self.cfg.model_dir)):
@@ -276,17 +282,25 @@ class Trainer:
             log.info(f'nothing to do: {self.start_epoch} epochs done, end_epoch is {cfg.end_epoch}')
             return None
         t_start = time.time()
+        curves = cfg.log_dir / 'train_curves.png'
         for epoch in range(self.start_epoch, cfg.end_epoch):
-            self.train_epoch(epoch, t_start)
+            lr = self.optimizer.param_groups[0]['lr']
+            means = self.train_epoch(epoch, t_start)
+            self.history.append({'epoch': epoch + 1, 'lr': lr, **means})
             self.scheduler.step()
             if self.rt.main_process:
                 last = self.save(epoch + 1)
                 kept = (epoch + 1) % cfg.ckpt_freq == 0 or epoch + 1 == cfg.end_epoch
                 log.info(f'saved {last}' + ('' if kept else ' (replaced after the next epoch)'))
+                plot_training_curves(self.history, curves)
+        if self.rt.main_process:
+            log.info(f'training curves: {curves}')
         log.info(f'training done in {format_duration(time.time() - t_start)}')
         return last
 
-    def train_epoch(self, epoch: int, t_start: float) -> None:
+    def train_epoch(self, epoch: int, t_start: float) -> dict[str, float]:
+        """One epoch over the training set; returns the epoch mean of each weighted loss term and
+        of their sum (``total``), as this process saw them."""
         cfg, rt = self.cfg, self.rt
         epoch_seed = cfg.seed * 100003 + epoch
         seed_everything(epoch_seed)  # the same epoch gets the same randomness, resumed or not
@@ -337,6 +351,7 @@ class Trainer:
                          f'{self.optimizer.param_groups[0]["lr"]:.2e} | {means} | {speed:.1f} samples/s '
                          f'| ETA {format_duration(eta)}')
         bar.close()
+        return {k: v / n_iter for k, v in sums.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,10 +367,16 @@ class TestResult:
     metrics: HandMetrics | None = None
     occlusion: np.ndarray | None = None  # (N,) where the dataset records it (SYNTH), else None
     seg_counts: IoUCounts | None = None  # hand-class IoU counts, when the model segments
+    # The first NUM_EXAMPLES samples as the network saw them, for a picture: 'img' (K, S, S, 3)
+    # uint8 RGB crops, 'joints_img' (K, 21, 2) predicted, in 0..1 of the crop, and where available
+    # 'seg' (K, S/4, S/4) predicted labels and 'joints_img_gt' (K, 21, 2).
+    examples: dict[str, np.ndarray] | None = None
 
 
 class Tester:
     """Runs ``get_model('test')`` over ``cfg.testset``; scores it when the set has ground truth."""
+
+    NUM_EXAMPLES = 8
 
     def __init__(self, cfg: Config, runtime: Runtime, ckpt: dict, ckpt_path: Path):
         from model import get_model
@@ -373,8 +394,11 @@ class Tester:
         metrics = HandMetrics() if has_gt else None
         seg_counts = None
         joints, verts, roots, occlusion = [], [], [], []
+        examples: dict[str, list[np.ndarray]] = {}
         for inputs, targets, meta in tqdm(loader, desc=f'test {self.cfg.testset}', dynamic_ncols=True):
             out = self.model(to_device(inputs, self.rt.device), {}, {}, 'test')
+            if sum(len(a) for a in examples.get('img', [])) < self.NUM_EXAMPLES:
+                self._keep_examples(examples, inputs, targets if has_gt else None, out)
             x_sign = (1.0 - 2.0 * meta['flip'].float())[:, None]  # (B, 1): -1 mirrors a flipped sample back
             j, v = out['joints_coord_cam'].float().cpu(), out['mesh_coord_cam'].float().cpu()
             j[..., 0] *= x_sign
@@ -390,5 +414,19 @@ class Tester:
                     counts = seg_iou(out['seg'].argmax(1).cpu().numpy(), targets['seg'].numpy())
                     seg_counts = counts if seg_counts is None else seg_counts + counts
         occ = np.concatenate(occlusion)
+        kept = {k: np.concatenate(v)[:self.NUM_EXAMPLES] for k, v in examples.items()}
         return TestResult(np.concatenate(joints), np.concatenate(verts), np.concatenate(roots),
-                          metrics, occ if (occ >= 0).all() else None, seg_counts)
+                          metrics, occ if (occ >= 0).all() else None, seg_counts, kept or None)
+
+    @staticmethod
+    def _keep_examples(examples: dict[str, list[np.ndarray]], inputs: dict, targets: dict | None,
+                       out: dict[str, torch.Tensor]) -> None:
+        """Append a batch's crops and predictions (and ground-truth 2D joints) to ``examples``."""
+        img = (inputs['img'].permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8)
+        batch = {'img': img, 'joints_img': out['joints_coord_img'].float()}
+        if 'seg' in out:
+            batch['seg'] = out['seg'].argmax(1)
+        if targets is not None:
+            batch['joints_img_gt'] = targets['joints_img']
+        for key, value in batch.items():
+            examples.setdefault(key, []).append(value.cpu().numpy())

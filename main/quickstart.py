@@ -107,6 +107,7 @@ def main() -> None:
     print(f'  SYNTH data         {synth_root}  (pictures of it: asset/synth_grid.png)')
     print(f'  snapshots          {OUT / "model_dump"}')
     print(f'  training log       {OUT / "log" / "train_logs.txt"}')
+    print(f'  training curves    {OUT / "log" / "train_curves.png"}')
     print(f'  metrics            {OUT / "result" / f"metrics_SYNTH_{EPOCHS}.json"}')
     print(f'  demo outputs       {OUT / "demo"}  ({sample.stem}_overlay.png and four more)')
     print('  time               ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items())

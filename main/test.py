@@ -7,7 +7,9 @@
 The snapshot's architecture (backbone, input size, switches ...) is restored from the snapshot.
 HO3D evaluation: output/result/pred{N}.json and pred{N}.zip in the challenge format, ready to
 upload. Sets with ground truth: the metrics are printed and written to
-output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py).
+output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py). Every set: the first 8 test
+crops with the predicted 2D skeleton and segmentation (and the true skeleton where known) are
+drawn to output/vis/test_{testset}_{N}.png.
 """
 import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 
@@ -16,6 +18,9 @@ import json
 import logging
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from base import Tester, TestResult, find_snapshot, load_checkpoint, model_config_from, setup_runtime
 from config import add_common_args, apply_args, cfg, parse_gpu
 from errors import UserError, run_cli
@@ -23,6 +28,7 @@ from evaluate import format_table
 from logger import setup_logging
 from utils.metrics import pa_mpjpe_by_bucket
 from utils.submission import write_submission
+from utils.vis import prediction_sheet
 
 log = logging.getLogger('interacthand')
 
@@ -59,6 +65,14 @@ def write_metrics(result: TestResult, epoch: int, ckpt_path: Path, hand_model: s
     return metrics
 
 
+def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
+    """Draw the first test crops with their predictions (and ground truth) to the PNG ``path``."""
+    sheet = prediction_sheet(examples['img'], examples['joints_img'], examples.get('seg'),
+                             examples.get('joints_img_gt'))
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    log.info(f'predictions on the first {len(examples["img"])} test crops drawn to {path}')
+
+
 def main(argv=None) -> dict | None:
     args = parse_args(argv)
     apply_args(args)
@@ -76,6 +90,8 @@ def main(argv=None) -> dict | None:
     tester = Tester(cfg, runtime, ckpt, path)
     log.info(f'testing {path} (epoch {epoch}) on {cfg.testset}, hand model {tester.hand_model_id}')
     result = tester.run()
+    if result.examples is not None:
+        write_examples(result.examples, cfg.vis_dir / f'test_{cfg.testset}_{epoch}.png')
     if cfg.testset == 'HO3D':
         # the challenge wants absolute positions: root-relative predictions placed at root_joint_cam
         root = result.root_joint_cam[:, None, :]

@@ -5,7 +5,8 @@
     python main/train.py --gpu cpu --preset cpu --trainset SYNTH   # small model on the CPU
     python main/train.py --continue                           # resume from the newest snapshot
 
-Snapshots go to output/model_dump/snapshot_{epochs completed}.pth.tar, logs to output/log/.
+Snapshots go to output/model_dump/snapshot_{epochs completed}.pth.tar, the log (train_logs.txt)
+and the loss curves (train_curves.png) to output/log/.
 """
 import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 

@@ -25,7 +25,8 @@ from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspe
 from utils.mano import JOINT_NAMES, ManoLayer
 from utils.preprocessing import AugParams, crop_affine, label_affine, warp_labels
 from utils.transforms import cam2pixel
-from utils.vis import FINGER_COLOURS, FINGERS, LABEL_COLOURS, WRIST_COLOUR, colour_labels, draw_skeleton
+from utils.vis import (FINGER_COLOURS, FINGERS, LABEL_COLOURS, WRIST_COLOUR, colour_labels, draw_skeleton,
+                       prediction_sheet)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = ('_mesh.obj', '_overlay.png', '_keypoints.png', '_seg.png', '_result.json')
@@ -421,3 +422,26 @@ def test_demo_user_errors(trained, tmp_path):
                    '--bbox', '5000', '10', '50', '50'])
     with pytest.raises(UserError, match='does not exist'):
         demo.main(['--input', str(tmp_path / 'nothing.jpg'), '--checkpoint', str(ckpt), '--gpu', 'cpu'])
+
+
+def test_prediction_sheet_puts_joints_and_labels_where_they_are():
+    """Joints in 0..1 of a 64 px crop land on the matching pixel of a 160 px tile (crop pixel
+    centres at integers: u -> (u + 0.5) * 2.5 - 0.5); rows: prediction, segmentation, truth."""
+    crops = np.full((2, 64, 64, 3), 90, np.uint8)
+    pred = np.full((2, 21, 2), 0.5)
+    pred[1] = [0.25, 0.75]
+    gt = np.full((2, 21, 2), 0.6)
+    seg = np.zeros((2, 16, 16), np.int64)
+    seg[1, 8:, 8:] = 2                                           # object in sample 1's lower right
+    sheet = prediction_sheet(crops, pred, seg, gt)
+    assert sheet.shape == (480, 320, 3)
+    pinky = FINGER_COLOURS['pinky']                              # the last joint drawn, on top
+    assert tuple(sheet[80, 80]) == pinky                         # (0.5 * 64 + 0.5) * 2.5 - 0.5 = 80.75
+    assert tuple(sheet[121, 160 + 41]) == pinky                  # x 41.25, y 120.75 in tile 2
+    assert tuple(sheet[80, 160 + 80]) == (90, 90, 90)            # nothing drawn where no joint is
+    tinted = sheet[160 + 130, 160 + 130]                         # row 2, inside the object
+    assert tuple(tinted) != (90, 90, 90) and tuple(sheet[160 + 40, 160 + 40]) == (90, 90, 90)
+    assert tuple(sheet[320 + 97, 97]) == pinky                   # truth row: 0.6 -> pixel 96.75
+    assert prediction_sheet(crops, pred).shape == (160, 320, 3)
+    with pytest.raises(ValueError, match='joints_pred'):
+        prediction_sheet(crops, pred[:, :20])

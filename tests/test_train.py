@@ -1,10 +1,12 @@
 """Training and testing end to end: train.py -> snapshot -> test.py -> metrics; resuming; snapshot
 safety; the HO3D submission written by test.py; the stated errors."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ import test_data_helpers as fx
 from base import (NonFiniteLoss, Runtime, Trainer, find_snapshot, list_snapshots, load_checkpoint,
                   save_checkpoint, snapshot_path)
 from config import cfg
+from utils.curves import plot_training_curves
 from utils.metrics import SUMMARY_KEYS
 from utils.submission import read_submission
 
@@ -58,6 +61,33 @@ def test_train_writes_a_complete_snapshot_and_log(trained):
     assert 'epoch 1/1 iter 2/2' in log and 'samples/s' in log and 'ETA' in log
 
 
+def test_history_matches_the_log_and_is_drawn(trained):
+    """The snapshot's history holds the epoch means that the epoch's last log line reports, and
+    the learning rate the epoch trained with; the curves picture is there."""
+    ckpt = load_checkpoint(snapshot_path(trained / 'model_dump', 1))
+    (entry,) = ckpt['history']
+    last = [line for line in (trained / 'log' / 'train_logs.txt').read_text().splitlines()
+            if 'epoch 1/1 iter 2/2' in line][-1]
+    logged = dict(re.findall(r'(\w+) (\d+\.\d{4}) ', last.split(' | ')[2] + ' '))
+    assert entry['epoch'] == 1 and entry['lr'] == pytest.approx(ckpt['config']['lr'])
+    assert set(logged) == set(entry) - {'epoch', 'lr'} and 'total' in logged
+    for key, value in logged.items():
+        assert entry[key] == pytest.approx(float(value), abs=5e-5), key
+    assert entry['total'] == pytest.approx(sum(v for k, v in entry.items()
+                                               if k not in ('epoch', 'lr', 'total')), rel=1e-6)
+    picture = cv2.imread(str(trained / 'log' / 'train_curves.png'))
+    assert picture is not None and picture.shape == (600, 750, 3)
+
+
+def test_curves_need_history_and_leave_no_temporary_file(tmp_path):
+    history = [{'epoch': e, 'lr': 1e-3 * 0.5 ** (e > 2), 'mano_verts': 2.0 / e, 'seg': 1.0 / e,
+                'total': 3.0 / e} for e in (1, 2, 3)]
+    plot_training_curves(history, tmp_path / 'log' / 'curves.png')
+    assert [p.name for p in (tmp_path / 'log').iterdir()] == ['curves.png']
+    with pytest.raises(ValueError, match='at least one epoch'):
+        plot_training_curves([], tmp_path / 'empty.png')
+
+
 def test_test_py_writes_metrics(trained, synth_set):
     res = _cli('test.py', '--gpu', 'cpu', '--testset', 'SYNTH', '--test_epoch', '1',
                '--set', f'output_dir={trained}', f'synth_root={synth_set}')
@@ -70,6 +100,8 @@ def test_test_py_writes_metrics(trained, synth_set):
     assert sum(b['count'] for b in metrics['pa_mpjpe_by_occlusion'].values()) == 10
     assert 0 <= metrics['seg_iou_hand'] <= 1
     assert 'PA-MPJPE' in res.stdout and 'segmentation IoU (hand)' in res.stdout
+    sheet = cv2.imread(str(trained / 'vis' / 'test_SYNTH_1.png'))   # 8 of the 10 samples, 3 rows
+    assert sheet is not None and sheet.shape == (3 * 160, 8 * 160, 3)
 
 
 def test_missing_snapshot_lists_the_epochs_there(trained, synth_set):
@@ -106,6 +138,10 @@ def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
         assert torch.allclose(sa[k]['exp_avg'], sb[k]['exp_avg'], atol=1e-6)
         assert torch.equal(sa[k]['step'], sb[k]['step'])
     assert a['scheduler'] == b['scheduler']
+    assert [h['epoch'] for h in b['history']] == [1, 2] and a['history'][0].keys() == b['history'][0].keys()
+    for ha, hb in zip(a['history'], b['history']):
+        assert all(ha[k] == pytest.approx(hb[k], rel=1e-5) for k in ha)
+    assert b['history'][1]['lr'] == pytest.approx(cfg.lr * 0.5)
     # and the uninterrupted run really did change the weights in epoch 2
     first = load_checkpoint(snapshot_path(tmp_path / 'resumed' / 'model_dump', 1))
     assert any(not torch.equal(first['network'][k], v) for k, v in a['network'].items())
@@ -180,6 +216,8 @@ def test_ho3d_submission_is_root_aligned(trained, tmp_path):
         assert joints.shape == (3, 21, 3) and verts.shape == (3, 778, 3)
         assert np.abs(joints[:, 0] - expected).max() < 1e-5
     assert not (trained / 'result' / 'metrics_HO3D_1.json').exists()  # no ground truth there
+    sheet = cv2.imread(str(trained / 'vis' / 'test_HO3D_1.png'))    # 3 samples; no ground-truth row
+    assert sheet is not None and sheet.shape == (2 * 160, 3 * 160, 3)
 
 
 @pytest.mark.parametrize('args, words', [

@@ -1,4 +1,5 @@
-"""Drawing on images: the 2D hand skeleton, segmentation labels coloured over a picture, boxes.
+"""Drawing on images: the 2D hand skeleton, segmentation labels coloured over a picture, boxes,
+and a sheet of predictions on network crops.
 
 Images are (H, W, 3) uint8 RGB; functions return a new image and leave their input alone.
 Joints follow utils.mano.JOINT_NAMES (wrist, then thumb, index, middle, ring, pinky, 4 each).
@@ -98,3 +99,36 @@ def put_label(img: np.ndarray, text: str, x: int, y: int, colour: tuple = (255, 
     cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base), (0, 0, 0), -1)
     cv2.putText(out, text, (tx + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
     return out
+
+
+def prediction_sheet(crops: np.ndarray, joints_pred: np.ndarray, seg_pred: np.ndarray | None = None,
+                     joints_gt: np.ndarray | None = None, tile: int = 160) -> np.ndarray:
+    """A picture of predictions on network crops: one column per sample; rows: the predicted 2D
+    skeleton, the predicted segmentation (when given), the ground-truth skeleton (when given).
+
+    crops (N, S, S, 3) uint8 RGB; joints_pred, joints_gt (N, 21, 2) in 0..1 of the crop; seg_pred
+    (N, s, s) labels (0 background, 1 hand, 2 object). Each crop is scaled to ``tile`` pixels.
+    Returns (rows * tile, N * tile, 3) uint8 RGB.
+    """
+    n = len(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or joints_pred.shape != (n, NUM_JOINTS, 2):
+        raise ValueError(f'crops must be (N, S, S, 3) and joints_pred (N, {NUM_JOINTS}, 2), got '
+                         f'{crops.shape} and {joints_pred.shape}')
+    size = crops.shape[1]
+    big = [cv2.resize(c, (tile, tile), interpolation=cv2.INTER_LINEAR) for c in crops]
+
+    def to_tile(joints: np.ndarray) -> np.ndarray:  # 0..1 of the crop -> tile pixels (centres at integers)
+        return (joints * size + 0.5) * tile / size - 0.5
+
+    rows = [('prediction', [draw_skeleton(b, to_tile(j)) for b, j in zip(big, joints_pred)])]
+    if seg_pred is not None:
+        labels = [cv2.resize(s.astype(np.uint8), (tile, tile), interpolation=cv2.INTER_NEAREST)
+                  for s in seg_pred]
+        rows.append(('segmentation', [colour_labels(b, lab) for b, lab in zip(big, labels)]))
+    if joints_gt is not None:
+        rows.append(('ground truth', [draw_skeleton(b, to_tile(j)) for b, j in zip(big, joints_gt)]))
+    lines = []
+    for name, tiles in rows:
+        line = np.concatenate(tiles, axis=1)
+        lines.append(put_label(line, name, 2, 16))
+    return np.concatenate(lines, axis=0)

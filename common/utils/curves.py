@@ -1,0 +1,53 @@
+"""Training curves: the per-epoch mean of each loss term and the learning rate, drawn to a PNG.
+
+``train.py`` redraws ``output/log/train_curves.png`` after every epoch from the history it keeps in
+its snapshots, so a resumed run's picture continues the interrupted one's.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Draw ``history`` to the PNG ``path``.
+
+    history: one dict per completed epoch, in order: ``epoch`` (1-based), ``lr`` (the learning rate
+    the epoch trained with) and the epoch mean of each loss term (``total`` drawn in black). Losses
+    and learning rate are on log scales, the losses above. The file is written to a temporary name
+    and renamed, so an interrupted run never leaves a half-written picture.
+    """
+    if not history:
+        raise ValueError('plot_training_curves needs at least one epoch of history')
+    path = Path(path)
+    epochs = np.array([h['epoch'] for h in history])
+    terms = [k for k in history[-1] if k not in ('epoch', 'lr', 'total')]
+    fig = Figure(figsize=(7.5, 6), dpi=100, layout='constrained')
+    losses, lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    marker = 'o' if len(history) <= 30 else None
+    for name in terms:
+        losses.plot(epochs, [h.get(name, np.nan) for h in history], marker=marker, ms=3, label=name)
+    losses.plot(epochs, [h['total'] for h in history], marker=marker, ms=4, color='black', lw=2,
+                label='total')
+    losses.set_yscale('log')
+    losses.set_ylabel('epoch mean of the weighted loss')
+    losses.set_title(f'training curves, {len(history)} epochs')
+    losses.grid(True, which='both', alpha=0.3)
+    losses.legend(fontsize=8, ncol=2)
+    lr.plot(epochs, [h['lr'] for h in history], marker=marker, ms=3, color='tab:gray',
+            drawstyle='steps-mid')
+    lr.set_yscale('log')
+    lr.set_ylabel('learning rate')
+    lr.set_xlabel('epoch')
+    lr.grid(True, which='both', alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.stem}.tmp{os.getpid()}{path.suffix}')
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
