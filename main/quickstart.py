@@ -109,6 +109,7 @@ def main() -> None:
     print(f'  training log       {OUT / "log" / "train_logs.txt"}')
     print(f'  training curves    {OUT / "log" / "train_curves.png"}')
     print(f'  metrics            {OUT / "result" / f"metrics_SYNTH_{EPOCHS}.json"}')
+    print(f'  test predictions   {OUT / "vis" / f"test_SYNTH_{EPOCHS}.png"}')
     print(f'  demo outputs       {OUT / "demo"}  ({sample.stem}_overlay.png and four more)')
     print('  time               ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
           + f', total {time.time() - t_start:.0f} s')
