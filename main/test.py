@@ -69,7 +69,8 @@ def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
     """Draw the first test crops with their predictions (and ground truth) to the PNG ``path``."""
     sheet = prediction_sheet(examples['img'], examples['joints_img'], examples.get('seg'),
                              examples.get('joints_img_gt'))
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise UserError(f'cannot write {path}; check that {path.parent} is writable (--set output_dir=...)')
     log.info(f'predictions on the first {len(examples["img"])} test crops drawn to {path}')
 
 
