@@ -21,6 +21,7 @@ from config import MODEL_FIELDS, Config
 from errors import UserError
 from logger import setup_logging
 from utils.curves import plot_training_curves
+from utils.files import write_atomically
 from utils.metrics import HandMetrics, IoUCounts, seg_iou
 
 log = logging.getLogger('interacthand')
@@ -98,15 +99,7 @@ def list_snapshots(model_dir: Path) -> dict[int, Path]:
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: an interrupted save never
     leaves a broken snapshot behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict:

@@ -39,8 +39,6 @@ import contextlib
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -52,6 +50,7 @@ from pycocotools.coco import COCO
 
 from config import cfg
 from errors import UserError
+from utils.files import write_atomically
 from utils.mano import NUM_JOINTS, NUM_VERTS, ManoLayer
 from utils.preprocessing import (IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
                                  color_scale, crop_affine, label_affine, load_img, process_bbox,
@@ -366,18 +365,14 @@ class HandObjectDataset(torch.utils.data.Dataset):
         """Write atomically (DataLoader workers may race); a read-only root only warns once."""
         if not self._cache_writable:
             return
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix='.png', dir=path.parent)
-            os.close(fd)
-            if not cv2.imwrite(tmp, labels):
+
+        def write(tmp: Path) -> None:
+            if not cv2.imwrite(str(tmp), labels):
                 raise OSError('the PNG encoder failed')
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the data
-            os.replace(tmp, path)
+
+        try:
+            write_atomically(path, write)
         except OSError as err:
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
             self._cache_writable = False
             log.warning(f'cannot cache rendered segmentation maps in {path.parent} ({err}); they '
                         'will be rendered again every epoch')

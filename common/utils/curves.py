@@ -5,11 +5,12 @@ its snapshots, so a resumed run's picture continues the interrupted one's.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from utils.files import write_atomically
 
 
 def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -17,12 +18,11 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
 
     history: one dict per completed epoch, in order: ``epoch`` (1-based), ``lr`` (the learning rate
     the epoch trained with) and the epoch mean of each loss term (``total`` drawn in black). Losses
-    and learning rate are on log scales, the losses above. The file is written to a temporary name
-    and renamed, so an interrupted run never leaves a half-written picture.
+    and learning rate are on log scales, the losses above. Written atomically (utils.files), so an
+    interrupted run never leaves a half-written picture.
     """
     if not history:
         raise ValueError('plot_training_curves needs at least one epoch of history')
-    path = Path(path)
     epochs = np.array([h['epoch'] for h in history])
     terms = [k for k in history[-1] if k not in ('epoch', 'lr', 'total')]
     fig = Figure(figsize=(7.5, 6), dpi=100, layout='constrained')
@@ -43,11 +43,4 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     lr.set_ylabel('learning rate')
     lr.set_xlabel('epoch')
     lr.grid(True, which='both', alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp{os.getpid()}{path.suffix}')
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format='png'))

@@ -69,13 +69,13 @@ import hashlib
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from utils.files import write_atomically
 from utils.mano import FINGERTIP_VERTS, NUM_MANO_JOINTS, NUM_VERTS
 
 log = logging.getLogger('interacthand')
@@ -1025,10 +1025,7 @@ def build_proxy_model() -> dict[str, np.ndarray]:
         if arrays is None:
             arrays = _build()
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=path.parent, suffix='.npz', delete=False) as tmp:
-                    np.savez(tmp, **arrays)
-                os.replace(tmp.name, path)
+                write_atomically(path, lambda tmp: np.savez(tmp, **arrays))
                 for old in path.parent.glob('proxy_hand_*.npz'):   # other versions' arrays
                     if old != path:
                         old.unlink(missing_ok=True)
