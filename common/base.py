@@ -276,20 +276,34 @@ class Trainer:
             return None
         t_start = time.time()
         curves = cfg.log_dir / 'train_curves.png'
-        for epoch in range(self.start_epoch, cfg.end_epoch):
-            lr = self.optimizer.param_groups[0]['lr']
-            means = self.train_epoch(epoch, t_start)
-            self.history.append({'epoch': epoch + 1, 'lr': lr, **means})
-            self.scheduler.step()
+        try:
+            for epoch in range(self.start_epoch, cfg.end_epoch):
+                lr = self.optimizer.param_groups[0]['lr']
+                means = self.train_epoch(epoch, t_start)
+                self.history.append({'epoch': epoch + 1, 'lr': lr, **means})
+                self.scheduler.step()
+                if self.rt.main_process:
+                    last = self.save(epoch + 1)
+                    kept = (epoch + 1) % cfg.ckpt_freq == 0 or epoch + 1 == cfg.end_epoch
+                    log.info(f'saved {last}' + ('' if kept else ' (replaced after the next epoch)'))
+                    plot_training_curves(self.history, curves)
+        except KeyboardInterrupt:
             if self.rt.main_process:
-                last = self.save(epoch + 1)
-                kept = (epoch + 1) % cfg.ckpt_freq == 0 or epoch + 1 == cfg.end_epoch
-                log.info(f'saved {last}' + ('' if kept else ' (replaced after the next epoch)'))
-                plot_training_curves(self.history, curves)
+                log.warning(self._interrupted_note())
+            raise
         if self.rt.main_process:
             log.info(f'training curves: {curves}')
         log.info(f'training done in {format_duration(time.time() - t_start)}')
         return last
+
+    def _interrupted_note(self) -> str:
+        """What an interrupted training leaves behind and how to go on from it."""
+        snaps = list_snapshots(self.cfg.model_dir)
+        if not snaps:
+            return 'training interrupted before its first epoch was finished, so there is no snapshot yet'
+        done = max(snaps)
+        return (f'training interrupted; {snaps[done]} ({done} epochs) is kept: run train.py again with '
+                '--continue and the same arguments to go on from it')
 
     def train_epoch(self, epoch: int, t_start: float) -> dict[str, float]:
         """One epoch over the training set; returns the epoch mean of each weighted loss term and

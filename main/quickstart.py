@@ -81,6 +81,17 @@ def mean_pose_errors(synth_root: Path) -> tuple[float, float]:
     return float(mpjpe(pred, gt).mean() * 1000), float(pa_mpjpe(pred, gt).mean() * 1000)
 
 
+def demo_sample(synth_root: Path) -> tuple[Path, list[str], str]:
+    """The first evaluation image, its annotated hand box (x y w h) and focal length (pixels), as
+    the demo's --bbox and --focal take them: the demo then runs on the crop the model was tested
+    on (its own whole-image box search is rough with so small a model; README, Demo)."""
+    data = json.loads((synth_root / 'annotations' / 'SYNTH_evaluation_data.json').read_text())
+    img = data['images'][0]
+    ann = next(a for a in data['annotations'] if a['image_id'] == img['id'])
+    focal = float(np.mean(ann['cam_param']['focal']))
+    return synth_root / img['file_name'], [f'{v:g}' for v in ann['bbox']], f'{focal:.1f}'
+
+
 def main() -> None:
     t_start = time.time()
     synth_root = Path(cfg.synth_root)
@@ -98,10 +109,10 @@ def main() -> None:
     metrics = json.loads((OUT / 'result' / f'metrics_SYNTH_{EPOCHS}.json').read_text())
     base_mpjpe, base_pa = mean_pose_errors(synth_root)
 
-    sample = sorted((synth_root / 'evaluation' / 'rgb').glob('*.jpg'))[0]
+    sample, box, focal = demo_sample(synth_root)
     times['demo'] = run('4. demo on one evaluation image', [
         'demo/demo.py', '--input', sample, '--checkpoint', OUT / 'model_dump' / f'snapshot_{EPOCHS}.pth.tar',
-        '--gpu', 'cpu', '--fit', '--out', OUT / 'demo'])
+        '--gpu', 'cpu', '--bbox', *box, '--fit', '--focal', focal, '--out', OUT / 'demo'])
 
     print('\n=== what was made')
     print(f'  SYNTH data         {synth_root}  (pictures of it: asset/synth_grid.png)')

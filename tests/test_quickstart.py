@@ -1,4 +1,4 @@
-"""The quickstart's mean-hand baseline, on hand-made annotation files."""
+"""The quickstart's mean-hand baseline and demo input, on hand-made annotation files."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from quickstart import mean_pose_errors
+from quickstart import demo_sample, mean_pose_errors
 from utils.mano import ManoLayer
 
 
@@ -57,3 +57,18 @@ def test_a_turned_hand_costs_mpjpe_but_not_pa_mpjpe(tmp_path, one_hand):
     assert moved > 10
     assert mpjpe == pytest.approx(moved, abs=1e-3)
     assert pa < 1e-3
+
+
+def test_demo_sample_takes_the_first_images_own_box_and_focal(tmp_path):
+    """Annotations listed in another order than the images: the first image's box and focal (the
+    mean of fx and fy) come from the annotation with its image_id, in the demo's argument format."""
+    images = [{'id': 7, 'file_name': 'evaluation/rgb/000007.jpg'}, {'id': 3, 'file_name': 'evaluation/rgb/000003.jpg'}]
+    anns = [{'image_id': 3, 'bbox': [1.0, 2.0, 3.0, 4.0], 'cam_param': {'focal': [500.0, 500.0]}},
+            {'image_id': 7, 'bbox': [208.0, 240.5, 117.0, 180.0], 'cam_param': {'focal': [624.2, 623.6]}}]
+    path = tmp_path / 'annotations' / 'SYNTH_evaluation_data.json'
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({'images': images, 'annotations': anns}))
+    sample, box, focal = demo_sample(tmp_path)
+    assert sample == tmp_path / 'evaluation' / 'rgb' / '000007.jpg'
+    assert [float(v) for v in box] == [208.0, 240.5, 117.0, 180.0]
+    assert float(focal) == pytest.approx(623.9, abs=0.05)

@@ -1,5 +1,6 @@
 """Training and testing end to end: train.py -> snapshot -> test.py -> metrics; resuming; snapshot
 safety; the HO3D submission written by test.py; the stated errors."""
+import importlib.util
 import json
 import re
 import subprocess
@@ -15,6 +16,7 @@ import test_data_helpers as fx
 from base import (NonFiniteLoss, Runtime, Trainer, find_snapshot, list_snapshots, load_checkpoint,
                   save_checkpoint, snapshot_path)
 from config import cfg
+from errors import UserError
 from utils.curves import plot_training_curves
 from utils.metrics import SUMMARY_KEYS
 from utils.submission import read_submission
@@ -104,6 +106,19 @@ def test_test_py_writes_metrics(trained, synth_set):
     assert sheet is not None and sheet.shape == (3 * 160, 8 * 160, 3)
 
 
+def test_unwritable_test_picture_is_named(tmp_path):
+    """test.py's picture of the test crops: a path it cannot write stops with a UserError naming it."""
+    spec = importlib.util.spec_from_file_location('test_cli', ROOT / 'main' / 'test.py')
+    test_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_cli)
+    examples = {'img': np.zeros((2, 64, 64, 3), np.uint8), 'joints_img': np.full((2, 21, 2), 0.5)}
+    test_cli.write_examples(examples, tmp_path / 'sheet.png')
+    assert cv2.imread(str(tmp_path / 'sheet.png')) is not None
+    path = tmp_path / 'missing' / 'sheet.png'
+    with pytest.raises(UserError, match=re.escape(str(path))):
+        test_cli.write_examples(examples, path)
+
+
 def test_missing_snapshot_lists_the_epochs_there(trained, synth_set):
     res = _cli('test.py', '--gpu', 'cpu', '--testset', 'SYNTH', '--test_epoch', '7',
                '--set', f'output_dir={trained}', f'synth_root={synth_set}')
@@ -170,6 +185,26 @@ def test_interrupted_save_leaves_the_old_snapshot_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)['network']['w'], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ['snapshot_1.pth.tar']
+
+
+def test_interrupt_names_the_snapshot_to_continue_from(synth_set, tmp_path, monkeypatch):
+    """Ctrl-C in epoch 2: epoch 1's snapshot stays, and the log file says so and how to go on."""
+    _configure(synth_set, tmp_path, end_epoch=3, train_batch_size=16)
+    trainer = Trainer(cfg, CPU)
+    real_epoch = trainer.train_epoch
+
+    def ctrl_c_in_epoch_2(epoch, t_start):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(epoch, t_start)
+
+    monkeypatch.setattr(trainer, 'train_epoch', ctrl_c_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert sorted(list_snapshots(cfg.model_dir)) == [1]
+    note = (cfg.log_dir / 'train_logs.txt').read_text().strip().splitlines()[-1]
+    assert 'interrupted' in note and str(snapshot_path(cfg.model_dir, 1)) in note
+    assert '--continue' in note
 
 
 def test_non_finite_loss_names_iteration_and_terms(synth_set, tmp_path, monkeypatch):
