@@ -1,6 +1,6 @@
 """Reconstruct the hand in an image, or in every image of a folder, with a trained InteractHand.
 
-    python demo/demo.py --input asset/sample_input.jpg --fit
+    python demo/demo.py --input asset/sample_input.jpg --bbox 208 240 117 180 --fit
     python demo/demo.py --input photos/ --gpu cpu --out output/vis/photos
     python demo/demo.py --input img.jpg --bbox 200 220 130 190 --checkpoint output/model_dump/snapshot_80.pth.tar
 
@@ -468,6 +468,9 @@ def main(argv: list[str] | None = None) -> dict:
     reconstructor, epoch = load_model(checkpoint, args)
     if args.focal is not None and not args.fit:
         log.warning('--focal is used only with --fit; ignoring it')
+    if args.bbox is None:
+        log.info('no --bbox: each hand box comes from a pass over the whole image, which the network '
+                 'never saw in training and which can miss the hand; pass --bbox X Y W H where you know it')
     out_dir = args.out if args.out is not None else cfg.vis_dir / 'demo'
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
