@@ -85,9 +85,13 @@ def demo_sample(synth_root: Path) -> tuple[Path, list[str], str]:
     """The first evaluation image, its annotated hand box (x y w h) and focal length (pixels), as
     the demo's --bbox and --focal take them: the demo then runs on the crop the model was tested
     on (its own whole-image box search is rough with so small a model; README, Demo)."""
-    data = json.loads((synth_root / 'annotations' / 'SYNTH_evaluation_data.json').read_text())
+    path = synth_root / 'annotations' / 'SYNTH_evaluation_data.json'
+    data = json.loads(path.read_text())
     img = data['images'][0]
-    ann = next(a for a in data['annotations'] if a['image_id'] == img['id'])
+    ann = next((a for a in data['annotations'] if a['image_id'] == img['id']), None)
+    if ann is None:
+        raise UserError(f"{path} has no annotation for its first image (id {img['id']}); delete "
+                        f'{synth_root} and run make quickstart again to regenerate it')
     focal = float(np.mean(ann['cam_param']['focal']))
     return synth_root / img['file_name'], [f'{v:g}' for v in ann['bbox']], f'{focal:.1f}'
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from errors import UserError
 from quickstart import demo_sample, mean_pose_errors
 from utils.mano import ManoLayer
 
@@ -61,7 +62,8 @@ def test_a_turned_hand_costs_mpjpe_but_not_pa_mpjpe(tmp_path, one_hand):
 
 def test_demo_sample_takes_the_first_images_own_box_and_focal(tmp_path):
     """Annotations listed in another order than the images: the first image's box and focal (the
-    mean of fx and fy) come from the annotation with its image_id, in the demo's argument format."""
+    mean of fx and fy) come from the annotation with its image_id, in the demo's argument format;
+    without one, a UserError says how to regenerate the set."""
     images = [{'id': 7, 'file_name': 'evaluation/rgb/000007.jpg'}, {'id': 3, 'file_name': 'evaluation/rgb/000003.jpg'}]
     anns = [{'image_id': 3, 'bbox': [1.0, 2.0, 3.0, 4.0], 'cam_param': {'focal': [500.0, 500.0]}},
             {'image_id': 7, 'bbox': [208.0, 240.5, 117.0, 180.0], 'cam_param': {'focal': [624.2, 623.6]}}]
@@ -72,3 +74,6 @@ def test_demo_sample_takes_the_first_images_own_box_and_focal(tmp_path):
     assert sample == tmp_path / 'evaluation' / 'rgb' / '000007.jpg'
     assert [float(v) for v in box] == [208.0, 240.5, 117.0, 180.0]
     assert float(focal) == pytest.approx(623.9, abs=0.05)
+    path.write_text(json.dumps({'images': images, 'annotations': anns[:1]}))
+    with pytest.raises(UserError, match='no annotation for its first image'):
+        demo_sample(tmp_path)

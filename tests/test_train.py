@@ -188,21 +188,25 @@ def test_interrupted_save_leaves_the_old_snapshot_intact(tmp_path, monkeypatch):
 
 
 def test_interrupt_names_the_snapshot_to_continue_from(synth_set, tmp_path, monkeypatch):
-    """Ctrl-C in epoch 2: epoch 1's snapshot stays, and the log file says so and how to go on."""
+    """Ctrl-C in epoch 1: no snapshot, and the log file says so; in epoch 2 of a new run: epoch 1's
+    snapshot stays, and the log file names it and how to go on."""
     _configure(synth_set, tmp_path, end_epoch=3, train_batch_size=16)
     trainer = Trainer(cfg, CPU)
     real_epoch = trainer.train_epoch
+    log_file = cfg.log_dir / 'train_logs.txt'
+    for stop_at in (0, 1):
+        def ctrl_c(epoch, t_start):
+            if epoch == stop_at:
+                raise KeyboardInterrupt
+            return real_epoch(epoch, t_start)
 
-    def ctrl_c_in_epoch_2(epoch, t_start):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(epoch, t_start)
-
-    monkeypatch.setattr(trainer, 'train_epoch', ctrl_c_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train()
+        monkeypatch.setattr(trainer, 'train_epoch', ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train()
+        note = log_file.read_text().strip().splitlines()[-1]
+        if stop_at == 0:
+            assert not list_snapshots(cfg.model_dir) and 'no snapshot yet' in note
     assert sorted(list_snapshots(cfg.model_dir)) == [1]
-    note = (cfg.log_dir / 'train_logs.txt').read_text().strip().splitlines()[-1]
     assert 'interrupted' in note and str(snapshot_path(cfg.model_dir, 1)) in note
     assert '--continue' in note
 
