@@ -241,10 +241,12 @@ def _png(path: Path) -> np.ndarray:
     return cv2.imread(str(path))[..., ::-1]
 
 
-def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path):
+def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path, capsys):
     output_dir, ckpt, image = trained
     out = tmp_path / 'vis'
     demo.main(['--input', str(image), '--checkpoint', str(ckpt), '--gpu', 'cpu', '--out', str(out), '--fit'])
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count('no --bbox: ') == 1    # said once, where it applies
     name = image.stem
     assert sorted(p.name for p in out.iterdir()) == sorted(name + s for s in SUFFIXES)
     result = json.loads((out / f'{name}_result.json').read_text())
@@ -376,7 +378,7 @@ def test_demo_default_checkpoint_clipped_box_and_no_fit(trained, tmp_path, capsy
     demo.main(['--input', str(image), '--gpu', 'cpu', '--out', str(out), '--bbox', str(w - 100), '50', '300', '200',
                '--set', f'output_dir={output_dir}'])
     captured = capsys.readouterr()
-    assert 'sticks out' in captured.err
+    assert 'sticks out' in captured.err and 'no --bbox' not in captured.out + captured.err
     assert f'{image.name}: hand box {w - 100} 50 99 200 (x y w h) from --bbox' in captured.out
     result = json.loads((out / f'{image.stem}_result.json').read_text())
     assert result['checkpoint'] == str(ckpt)                      # found in output_dir/model_dump

@@ -98,6 +98,7 @@ def _write(path, obj):
     ([[[[0, 0, 0]] * 21], [[[0, 0, 0]] * 700]], '778x3'),
     ([[], []], 'empty'),
     ([[[[0, 0, float('nan')]] * 21], [[[0, 0, 0]] * 778]], 'NaN'),
+    ([[[['a', 'b', 'c']] * 21], [[[0, 0, 0]] * 778]], 'not numbers'),
 ])
 def test_read_submission_errors_name_the_file(tmp_path, content, message):
     path = tmp_path / 'pred3.json'
@@ -116,6 +117,30 @@ def test_zip_with_two_json_files_is_refused(tmp_path):
         zf.writestr('a.json', '[]')
         zf.writestr('b.json', '[]')
     with pytest.raises(UserError, match='one JSON file') as err:
+        read_submission(path)
+    assert str(path) in str(err.value)
+
+
+def test_zip_with_the_prediction_in_a_folder_is_refused(tmp_path):
+    joints, verts = sample(1)
+    path = tmp_path / 'upload.zip'
+    with zipfile.ZipFile(path, 'w') as zf:                 # what `zip -r` of a folder gives
+        zf.writestr('sub/pred.json', json.dumps([j.tolist() for j in to_ho3d(joints, verts)]))
+    with pytest.raises(UserError, match='inside a folder.*zip -j') as err:
+        read_submission(path)
+    assert str(path) in str(err.value)
+
+
+def test_folder_and_unreadable_file_are_named(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match='is a folder') as err:
+        read_submission(tmp_path)
+    assert str(tmp_path) in str(err.value)
+    path = _write(tmp_path / 'pred.json', [[], []])
+
+    def refuse(self, *args, **kwargs):                     # the tests run as root: no real chmod
+        raise PermissionError(13, 'Permission denied', str(self))
+    monkeypatch.setattr(type(path), 'read_text', refuse)
+    with pytest.raises(UserError, match='cannot read .*Permission denied') as err:
         read_submission(path)
     assert str(path) in str(err.value)
 

@@ -85,6 +85,8 @@ def write_submission(joints, verts, json_path: str | Path, zip_path: str | Path)
 
 
 def _load_json(path: Path):
+    if path.is_dir():
+        raise UserError(f'{path} is a folder; give the path of the JSON (or zip) file in it.')
     if not path.is_file():
         raise UserError(f'{path} does not exist; give the path of an existing file.')
     try:
@@ -96,10 +98,15 @@ def _load_json(path: Path):
                 if len(names) != 1:
                     raise UserError(f'{path} must hold one JSON file ({ZIP_MEMBER}), '
                                     f'found {len(names)}; zip only the prediction file.')
+                if '/' in names[0]:
+                    raise UserError(f'{path} holds {names[0]} inside a folder, where the challenge '
+                                    f'server does not look; zip the file alone (zip -j).')
                 return json.loads(zf.read(names[0]))
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile) as err:
         raise UserError(f'{path} is not valid JSON ({err}); pass a file written as JSON.') from err
+    except OSError as err:
+        raise UserError(f'cannot read {path} ({err.strerror or err}); check its permissions.') from err
 
 
 def _array(data, path: Path, what: str, points: int) -> np.ndarray:
@@ -111,11 +118,11 @@ def _array(data, path: Path, what: str, points: int) -> np.ndarray:
     except (TypeError, ValueError):
         arr = None
     if arr is None or arr.ndim != 3 or arr.shape[1:] != (points, 3):
-        shape = 'ragged' if arr is None else 'x'.join(map(str, arr.shape))
-        raise UserError(f'{path}: {what} must be a list of {points}x3 arrays, found shape {shape}; '
+        shape = 'ragged or not numbers' if arr is None else 'x'.join(map(str, arr.shape))
+        raise UserError(f'{path}: {what} must be a list of {points}x3 arrays of numbers, found {shape}; '
                         f'write it in the HO3D challenge format.')
     if not np.all(np.isfinite(arr)):
-        raise UserError(f'{path}: {what} contain NaN or infinite values; fix the predictions.')
+        raise UserError(f'{path}: {what} contain NaN or infinite values; fix that file.')
     return arr
 
 
