@@ -6,7 +6,8 @@
 All files are in the challenge's format (see ``utils/submission.py``); the prediction may also be
 the ``.zip`` made for upload. Prints MPJPE (of the positions as given, like the challenge),
 PA-MPJPE, PA-MPVPE, ST-MPJPE (mm), F@5/15 mm of the aligned mesh and the PCK AUC of the aligned
-joints over 0-50 mm, as defined in ``utils/metrics.py``, and writes them with the keys of ``metrics.SUMMARY_KEYS`` when ``--out`` is given.
+joints over 0-50 mm, as defined in ``utils/metrics.py``, and writes them with the keys of
+``metrics.SUMMARY_KEYS`` when ``--out`` is given.
 """
 import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 
