@@ -94,13 +94,14 @@ class HandObjectDataset(torch.utils.data.Dataset):
     Subclasses set ``root_field``, ``annotation_files`` (split -> path under the root) and
     ``gt_splits`` (splits with hand ground truth; their crops come from the GT joints, the others'
     from the annotation ``bbox``), and implement :meth:`image_path` and
-    :meth:`missing_annotation_hint`; those with their own masks also implement :meth:`mask_path`
-    and :meth:`read_mask`.
+    :meth:`missing_annotation_hint`; those with their own masks also set ``mask_location`` and
+    implement :meth:`mask_path` and :meth:`read_mask`.
     """
 
     root_field: str = ''
     annotation_files: dict[str, str] = {}
     gt_splits: tuple[str, ...] = SPLITS
+    mask_location: str = ''   # where the dataset's own masks are, for messages; '' = it has none
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str):
         if data_split not in SPLITS:
@@ -185,7 +186,20 @@ class HandObjectDataset(torch.utils.data.Dataset):
         what = 'skipped' if self.data_split == 'train' else 'cropped the whole image for'
         log.info(f'{type(self).__name__} {self.data_split}: {len(entries)} entries from '
                  f'{self.annot_path}; {what} {outside} whose box falls outside the image')
+        self._report_masks(entries)
         return entries
+
+    def _report_masks(self, entries: list[Entry]) -> None:
+        """Warn when entries with ground truth lack the dataset's own segmentation mask (they fall
+        back to the rendered hand silhouette, which has no object label)."""
+        if not self.mask_location or not self.has_gt or not entries:
+            return
+        missing = sum(e.mask_path is None or not e.mask_path.is_file() for e in entries)
+        if missing:
+            log.warning(f'{type(self).__name__} {self.data_split}: {missing} of {len(entries)} '
+                        f'entries have no segmentation mask where it is looked for '
+                        f'({self.mask_location} under {self.root}); they use the rendered hand '
+                        'silhouette, without object labels')
 
     def _field(self, rec: dict, key: str, shape: tuple[int, ...] | None = None) -> Any:
         """``rec[key]`` (as a float32 array of ``shape`` when given); a missing key or a wrong

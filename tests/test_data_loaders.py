@@ -156,7 +156,7 @@ def test_segmentation_stays_aligned_with_the_image(roots, cls):
 
 
 @pytest.mark.parametrize('cls', [HO3D, DEX_YCB])
-def test_silhouette_fallback_and_cache(roots, tmp_path, monkeypatch, cls):
+def test_silhouette_fallback_and_cache(roots, tmp_path, monkeypatch, caplog, cls):
     """Without masks (HO3D: no seg/ folder; DexYCB: labels_*.npz removed, left hands included),
     hand pixels come from the rendered GT mesh, everything else is 255; the rendered maps are
     cached under <root>/seg_cache and read back instead of rendering again."""
@@ -168,7 +168,11 @@ def test_silhouette_fallback_and_cache(roots, tmp_path, monkeypatch, cls):
     saved = getattr(cfg, field)
     cfg.update(**{field: str(root)})
     try:
-        ds = cls(TO_TENSOR, 'train')
+        with caplog.at_level(logging.WARNING, logger='interacthand'):
+            ds = cls(TO_TENSOR, 'train')
+        warned = [r.getMessage() for r in caplog.records if 'segmentation mask' in r.getMessage()]
+        assert len(warned) == 1 and f'{len(ds)} of {len(ds)} entries have no' in warned[0], warned
+        assert cls.mask_location in warned[0] and str(root) in warned[0]
         first = []
         for idx in range(len(ds)):
             np.random.seed(idx)
@@ -262,6 +266,7 @@ def test_entries_outside_the_image_are_skipped_and_counted_once(roots, caplog):
     assert len(ds) == 5
     lines = [r.getMessage() for r in caplog.records if 'outside the image' in r.getMessage()]
     assert len(lines) == 1 and 'skipped 1 ' in lines[0], lines
+    assert not any('segmentation mask' in r.getMessage() for r in caplog.records)   # all found
 
 
 @pytest.mark.parametrize('cls,field,words', [

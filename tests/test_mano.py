@@ -130,6 +130,16 @@ def test_explicit_missing_path_is_an_error(tmp_path):
         ManoLayer(tmp_path / 'nowhere' / 'MANO_RIGHT.pkl')
 
 
+def test_one_side_only_is_an_error_for_the_other_side(tmp_path, mano_arrays):
+    # HandOccNet's instructions fetch MANO_RIGHT.pkl only; DexYCB's left hands must not silently
+    # get the built-in hand while right hands get MANO
+    _write(tmp_path, mano_arrays, 'MANO_RIGHT.pkl')
+    assert ManoLayer(tmp_path).model_id.startswith('mano:')
+    with pytest.raises(UserError, match='MANO_LEFT.pkl is missing beside .*MANO_RIGHT.pkl; left hands') as err:
+        ManoLayer(tmp_path, side='left')
+    assert str(tmp_path) in str(err.value)
+
+
 # ---------------------------------------------------------------- the layer
 
 @pytest.mark.parametrize('batch', [1, 5])

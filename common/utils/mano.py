@@ -203,8 +203,9 @@ _warned: set = set()
 
 def find_mano_file(model_path: str | Path | None, side: str) -> Path | None:
     """The MANO file to use: ``model_path`` as a file, or ``MANO_<SIDE>.pkl`` in it as a folder;
-    ``None`` means ``cfg.mano_path``. Returns None when the folder has no such file; an explicit
-    path that does not exist is an error."""
+    ``None`` means ``cfg.mano_path``. Returns None when the folder has no MANO file; an explicit
+    path that does not exist, or a folder with only the other side's file (which would mix MANO
+    and the built-in hand between sides), is an error."""
     if side not in SIDES:
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     explicit = model_path is not None
@@ -222,6 +223,10 @@ def find_mano_file(model_path: str | Path | None, side: str) -> Path | None:
     candidate = path / f'MANO_{side.upper()}.pkl'
     if candidate.is_file():
         return candidate
+    other = path / f"MANO_{'LEFT' if side == 'right' else 'RIGHT'}.pkl"
+    if other.is_file():   # one side MANO and the other the built-in hand: wrong meshes for one side
+        raise UserError(f'{candidate.name} is missing beside {other}; {side} hands need it (download '
+                        'both files from https://mano.is.tue.mpg.de and put them in that folder)')
     if explicit and not path.is_dir():
         raise UserError(f'MANO folder {path} does not exist; check the path, or leave it unset to '
                         'use the built-in hand model')

@@ -49,6 +49,7 @@ class DEX_YCB(HandObjectDataset):  # noqa: N801  (the reference's class name)
     root_field = 'dexycb_root'
     annotation_files = {'train': 'annotations/DEX_YCB_s0_train_data.json',
                         'test': 'annotations/DEX_YCB_s0_test_data.json'}
+    mask_location = 'labels_NNNNNN.npz beside each color_NNNNNN.jpg'
 
     def image_path(self, img: dict) -> Path:
         return self.root / img['file_name']

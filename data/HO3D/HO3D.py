@@ -1,5 +1,10 @@
 """HO3D (v2, and v3 with the same annotation files) in the HandOccNet format.
 
+HandOccNet wrote its annotation files from HO3D v2's frame lists (11,524 evaluation frames). With
+v3 images they are right only where v3 keeps v2's sequences and frame numbers, and a v3 CodaLab
+submission needs v3's own evaluation list, which these files do not hold: write v3 annotation
+files in the same format for that.
+
 Files under ``cfg.ho3d_root`` (default ``data/HO3D/data``), as the HandOccNet README lays out::
 
     annotations/HO3D_train_data.json        HandOccNet's preprocessed annotation files
@@ -33,7 +38,7 @@ hand in the red channel and the object in the blue channel; v3's separately down
 the hand (read with OpenCV as channel 0 of BGR by users of v3) and, we assume, red the object.
 A channel counts where it is above 127 (JPEG noise); a pixel in both is hand. Masks of any
 resolution are stretched over the image. Entries without a mask file get the rendered MANO
-silhouette instead (see data/dataset.py).
+silhouette instead (see data/dataset.py), and loading says how many did.
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ class HO3D(HandObjectDataset):
     annotation_files = {'train': 'annotations/HO3D_train_data.json',
                         'test': 'annotations/HO3D_evaluation_data.json'}
     gt_splits = ('train',)
+    mask_location = 'SEQ/seg/NNNN.jpg (v2) or .png (v3), beside SEQ/rgb/'
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str):
         self._rgb_suffix: str | None = None

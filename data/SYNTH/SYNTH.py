@@ -31,6 +31,7 @@ class SYNTH(HandObjectDataset):
     root_field = 'synth_root'
     annotation_files = {'train': 'annotations/SYNTH_train_data.json',
                         'test': 'annotations/SYNTH_evaluation_data.json'}
+    mask_location = 'the seg_file_name of each annotation'
 
     def image_path(self, img: dict) -> Path:
         return self.root / img['file_name']
