@@ -18,12 +18,12 @@ import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 from config import ROOT  # noqa: E402
 from errors import run_cli  # noqa: E402
-from quickstart import mean_pose_pa_mpjpe, run, synth_ready  # noqa: E402
+from quickstart import mean_pose_errors, run, synth_ready  # noqa: E402
+from run_all import machine  # noqa: E402
 
 CONFIGS = {
     'InteractHand': {},
@@ -123,11 +123,11 @@ def main() -> None:
                                '--num-eval', budget['num_eval'], '--seed', SEED, '--out', data])
     names = args.only or list(CONFIGS)
     results = [train_and_test(n, CONFIGS[n], budget, data, out) for n in names]
-    mean_pose = mean_pose_pa_mpjpe(data)
+    mean_pose = mean_pose_errors(data)[1]
     text = table(results, mean_pose)
     print('\n' + text)
     summary = {'budget': args.budget, **budget, 'seed': SEED, 'preset': 'cpu', 'data': str(data),
-               'machine': f'{platform.processor() or platform.machine()}, {__import__("os").cpu_count()} cores',
+               'machine': machine(),
                'mean_pose_pa_mpjpe': mean_pose, 'wall_seconds': time.time() - t0, 'results': results}
     out.mkdir(parents=True, exist_ok=True)
     (out / 'synth_accuracy.json').write_text(json.dumps(summary, indent=1))

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -197,7 +198,7 @@ _FALSE = {'false', '0', 'no', 'off'}
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
     """Turn ``value`` (possibly a string from the command line) into the field's type."""
-    kind = type(f.default)
+    kind, given = type(f.default), value
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -222,7 +223,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         elif kind is str:
             value = str(value)
     except (TypeError, ValueError, json.JSONDecodeError):
-        raise ConfigError(f"bad value {value!r} for '{f.name}'; expected {_describe(f)}") from None
+        raise ConfigError(f"bad value {given!r} for '{f.name}'; expected {_describe(f)}") from None
     choices = f.metadata.get('choices')
     if choices and value not in choices:
         raise ConfigError(f"bad value {value!r} for '{f.name}'; allowed: {', '.join(choices)}")
@@ -231,8 +232,9 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 
 def _describe(f: dataclasses.Field) -> str:
     kind = type(f.default)
-    return {bool: 'true or false', int: 'an integer', float: 'a number',
-            tuple: 'comma-separated integers, e.g. 256,256', str: 'a string'}[kind]
+    if kind is tuple:
+        return f"comma-separated integers, e.g. {','.join(map(str, f.default))}"
+    return {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}[kind]
 
 
 def _check(v: dict) -> None:
@@ -252,7 +254,17 @@ def _check(v: dict) -> None:
     if v['let_heads'] % 2:
         raise ConfigError(f"let_heads={v['let_heads']} must be even (half the heads attend along "
                           'rows, half along columns)')
-    for key in ('train_batch_size', 'test_batch_size', 'end_epoch', 'ckpt_freq', 'feat_dim'):
+    for f in fields(Config):
+        if type(f.default) is float and not math.isfinite(v[f.name]):
+            raise ConfigError(f"bad value {v[f.name]} for '{f.name}'; it must be a finite number")
+    for key, ok, rule in (('lr', v['lr'] > 0, 'above 0'),
+                          ('lr_dec_factor', 0 < v['lr_dec_factor'] <= 1, 'in (0, 1]'),
+                          ('mlp_ratio', v['mlp_ratio'] > 0, 'above 0'),
+                          *((k, v[k] >= 0, '0 or more') for k in v if k.startswith('lambda_'))):
+        if not ok:
+            raise ConfigError(f"bad value {v[key]} for '{key}'; it must be {rule}")
+    for key in ('train_batch_size', 'test_batch_size', 'end_epoch', 'ckpt_freq', 'feat_dim',
+                'iet_depth', 'let_depth'):
         if v[key] < 1:
             raise ConfigError(f"bad value {v[key]} for '{key}'; it must be at least 1")
     if v['num_thread'] < 0:

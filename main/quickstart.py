@@ -10,6 +10,7 @@ ordinary command, printed before it runs, so it can be repeated by hand.
 """
 import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 
+import argparse
 import json
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def demo_sample(synth_root: Path) -> tuple[Path, list[str], str]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog='It takes no options: it is `make quickstart`.').parse_args()
     t_start = time.time()
     synth_root = Path(cfg.synth_root)
     times = {}

@@ -51,6 +51,15 @@ def test_set_values_are_typed(key, text, value):
     ({'input_img_shape': '200,200'}, ['(200, 200)', 'multiple of 32']),
     ({'let_stripe': '5'}, ['let_stripe=5', 'divisor']),
     ({'mesh_grad_scale': '-1'}, ['-1', "'mesh_grad_scale'", '0..1']),
+    ({'input_img_shape': '256x256'}, ["'256x256'", 'e.g. 256,256']),
+    ({'lr_dec_epoch': 'abc'}, ["'abc'", 'e.g. 10,20,30']),
+    ({'lr': '0'}, ["'lr'", 'above 0']),
+    ({'lr': 'nan'}, ['nan', "'lr'", 'finite']),
+    ({'lambda_mano_shape': 'inf'}, ['inf', 'finite']),
+    ({'lr_dec_factor': '1.5'}, ['1.5', "'lr_dec_factor'", '(0, 1]']),
+    ({'lambda_seg': '-5'}, ['-5', "'lambda_seg'", '0 or more']),
+    ({'mlp_ratio': '0'}, ["'mlp_ratio'", 'above 0']),
+    ({'let_depth': '0'}, ["'let_depth'", 'at least 1']),
 ])
 def test_bad_values_name_value_and_allowed(fields, words):
     c = Config().update()

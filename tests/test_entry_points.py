@@ -1,0 +1,45 @@
+"""Every command-line tool answers --help (so each one at least imports and builds its parser);
+the quickstart, which takes no options, must not start its job on --help or on a stray option."""
+import subprocess
+import sys
+
+import pytest
+
+from config import ROOT
+
+TOOLS = ['main/train.py', 'main/test.py', 'main/evaluate.py', 'main/quickstart.py', 'demo/demo.py',
+         'demo/hand_model.py', 'data/SYNTH/generate.py', 'bench/speed.py', 'bench/mano_speed.py',
+         'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py']
+
+
+def test_every_tool_is_listed():
+    found = {str(p.relative_to(ROOT)) for d in ('main', 'demo', 'bench') for p in (ROOT / d).glob('*.py')}
+    found.add('data/SYNTH/generate.py')
+    assert found - {'main/bootstrap.py', 'main/config.py', 'main/model.py'} == set(TOOLS)
+
+
+@pytest.fixture(scope='module')
+def helps() -> dict[str, tuple[int, str, str]]:
+    """tool -> (exit code, stdout, stderr) of ``tool --help``, all started at once (each mostly
+    waits on importing torch)."""
+    procs = {t: subprocess.Popen([sys.executable, str(ROOT / t), '--help'], cwd=ROOT, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for t in TOOLS}
+    out = {}
+    for tool, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        out[tool] = (proc.returncode, stdout, stderr)
+    return out
+
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_help(helps, tool):
+    code, stdout, stderr = helps[tool]
+    assert code == 0, stderr
+    assert stdout.startswith('usage:') and stderr == ''
+
+
+def test_quickstart_refuses_options_instead_of_running():
+    res = subprocess.run([sys.executable, str(ROOT / 'main' / 'quickstart.py'), '--epochs', '3'],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 2 and 'unrecognized arguments: --epochs 3' in res.stderr
+    assert '=== ' not in res.stdout
