@@ -162,11 +162,18 @@ def seed_worker(worker_id: int) -> None:
     random.seed(torch.initial_seed() % 2**32)
 
 
-def build_loader(cfg: Config, split: str, runtime: Runtime, epoch_seed: int | None = None) -> DataLoader:
+def build_split(cfg: Config, split: str) -> torch.utils.data.Dataset:
+    """The ``'train'`` (``cfg.trainset``) or ``'test'`` (``cfg.testset``) dataset; built before the
+    model, so a missing dataset is reported before any weights are fetched."""
     from registry import build_dataset
-    name = cfg.trainset if split == 'train' else cfg.testset
-    dataset = build_dataset(name, transforms.ToTensor(), split)
-    train = split == 'train'
+    return build_dataset(cfg.trainset if split == 'train' else cfg.testset, transforms.ToTensor(), split)
+
+
+def build_loader(cfg: Config, dataset: torch.utils.data.Dataset, runtime: Runtime,
+                 epoch_seed: int | None = None) -> DataLoader:
+    """A loader over ``dataset`` (from :func:`build_split`): shuffled, with full batches only, for
+    the training split; per-process shards under DDP; a batch per GPU count under DataParallel."""
+    train = dataset.data_split == 'train'
     batch = cfg.train_batch_size if train else cfg.test_batch_size
     if not runtime.distributed and len(runtime.gpu_ids) > 1:
         batch *= len(runtime.gpu_ids)  # DataParallel splits each batch over the GPUs
@@ -205,11 +212,16 @@ class Trainer:
     def __init__(self, cfg: Config, runtime: Runtime, resume: bool = False):
         from model import get_model
         self.cfg, self.rt = cfg, runtime
+        if not resume and (old := list_snapshots(cfg.model_dir)):
+            raise UserError(f"{cfg.model_dir} already holds snapshots of an earlier training (epochs "
+                            f"{', '.join(map(str, old))}); add --continue to go on with it, or move them "
+                            'away (or pick another --set output_dir=...) to start a new one')
         if runtime.main_process:
             cfg.make_dirs()
         setup_logging(cfg.log_dir / 'train_logs.txt' if runtime.main_process else None,
                       quiet=not runtime.main_process)
         seed_everything(cfg.seed)
+        self.dataset = build_split(cfg, 'train')
         model = get_model('train').to(runtime.device)
         self.model = self._wrap(model)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -311,7 +323,7 @@ class Trainer:
         cfg, rt = self.cfg, self.rt
         epoch_seed = cfg.seed * 100003 + epoch
         seed_everything(epoch_seed)  # the same epoch gets the same randomness, resumed or not
-        loader = build_loader(cfg, 'train', rt, epoch_seed)
+        loader = build_loader(cfg, self.dataset, rt, epoch_seed)
         if rt.distributed:
             loader.sampler.set_epoch(epoch)
         self.model.train()
@@ -388,6 +400,7 @@ class Tester:
     def __init__(self, cfg: Config, runtime: Runtime, ckpt: dict, ckpt_path: Path):
         from model import get_model
         self.cfg, self.rt = cfg, runtime
+        self.dataset = build_split(cfg, 'test')
         model = get_model('test').to(runtime.device)
         load_network(model, ckpt, ckpt_path)
         self.model = nn.DataParallel(model, device_ids=runtime.gpu_ids) if runtime.gpu_ids else model
@@ -396,7 +409,7 @@ class Tester:
 
     @torch.no_grad()
     def run(self) -> TestResult:
-        loader = build_loader(self.cfg, 'test', self.rt)
+        loader = build_loader(self.cfg, self.dataset, self.rt)
         has_gt = loader.dataset.has_gt
         metrics = HandMetrics() if has_gt else None
         seg_counts = None

@@ -159,8 +159,13 @@ class Config:
         return Path(self.output_dir) / 'vis'
 
     def make_dirs(self) -> None:
+        """Create the output folders; one that cannot be made is a :class:`UserError`."""
         for d in (self.model_dir, self.log_dir, self.result_dir, self.vis_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f'cannot create the output folder {d} ({err.strerror or err}); pick a '
+                                'writable one with --set output_dir=FOLDER') from None
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of all fields (stored in checkpoints)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from base import list_snapshots
 from config import ROOT, cfg
 from errors import UserError, run_cli
 from utils.mano import ManoLayer
@@ -109,7 +110,9 @@ def main() -> None:
         times['data'] = run('1. generate SYNTH data', [
             'data/SYNTH/generate.py', '--num-train', NUM_TRAIN, '--num-eval', NUM_EVAL,
             '--seed', SEED, '--out', synth_root])
-    times['train'] = run('2. train the cpu preset on SYNTH', [
+    for path in list_snapshots(OUT / 'model_dump').values():   # its own, from an earlier run
+        path.unlink()
+    times['train'] = run('2. train the cpu preset on SYNTH (from scratch)', [
         'main/train.py', *COMMON, *SCHEDULE, '--trainset', 'SYNTH'])
     times['test'] = run('3. test on the SYNTH evaluation split', [
         'main/test.py', *COMMON, '--testset', 'SYNTH', '--test_epoch', EPOCHS])

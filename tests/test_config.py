@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import Config, ConfigError, PRESETS, SCHEDULES, add_common_args, apply_args, parse_gpu, parse_set
+from errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,3 +114,11 @@ def test_import_has_no_side_effects(tmp_path):
     assert res.returncode == 0 and res.stderr == ''
     now = {p.name for p in out_dir.iterdir()} if out_dir.exists() else set()
     assert now == existed
+
+
+def test_output_folder_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / 'file').write_text('not a folder')
+    c = Config().update(output_dir=str(tmp_path / 'file' / 'out'))
+    with pytest.raises(UserError, match='cannot create the output folder .*--set output_dir') as err:
+        c.make_dirs()
+    assert str(tmp_path / 'file' / 'out') in str(err.value)

@@ -270,10 +270,20 @@ def test_bad_arguments_give_one_line(args, words, tmp_path):
 
 
 def test_missing_training_data_is_named(tmp_path):
-    res = _cli('train.py', '--gpu', 'cpu', '--preset', 'cpu', '--trainset', 'SYNTH',
+    # the paper preset wants ImageNet weights, which cannot be fetched here: the data is checked first
+    res = _cli('train.py', '--gpu', 'cpu', '--preset', 'paper', '--trainset', 'SYNTH',
                '--set', f'output_dir={tmp_path}', f'synth_root={tmp_path / "nothing"}')
     assert res.returncode == 2 and str(tmp_path / 'nothing') in res.stderr
-    assert 'generate.py' in res.stderr and 'Traceback' not in res.stderr
+    assert 'generate.py' in res.stderr and 'Traceback' not in res.stderr and 'weights' not in res.stderr
+
+
+def test_a_new_training_does_not_mix_with_snapshots_already_there(trained, synth_set):
+    before = {p: p.stat().st_mtime_ns for p in (trained / 'model_dump').iterdir()}
+    _configure(synth_set, trained)
+    with pytest.raises(UserError, match=r'already holds snapshots .*\(epochs 1\); add --continue') as err:
+        Trainer(cfg, CPU)
+    assert str(trained / 'model_dump') in str(err.value)
+    assert {p: p.stat().st_mtime_ns for p in (trained / 'model_dump').iterdir()} == before
 
 
 def test_torchrun_distributed_training_on_cpu(synth_set, tmp_path):
