@@ -132,6 +132,27 @@ def test_another_seed_gives_other_data(synth, tmp_path):
         assert (synth / 'train/rgb/000000.jpg').read_bytes() != (tmp_path / 'train/rgb/000000.jpg').read_bytes()
 
 
+def test_interrupted_run_leaves_no_annotation_over_new_frames(tmp_path, monkeypatch, capsys):
+    """A complete set, then a run with another seed stopped after two frames: the old annotation
+    file must not survive next to the new frames."""
+    import SYNTH.generate as gen
+    generate(tmp_path, 2, 0, SEED, workers=1)
+    assert annotation_path(tmp_path, 'train').is_file()
+    make, made = gen._make_and_write, []
+
+    def stop_at_third(task):
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(task)
+        return make(task)
+    monkeypatch.setattr(gen, '_make_and_write', stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path, 4, 0, SEED + 1, workers=1)
+    assert not annotation_path(tmp_path, 'train').exists()
+    assert not list((tmp_path / 'annotations').iterdir())           # no temporary file either
+    assert 'incomplete and have no annotation file' in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------
 # Ground truth against independent computations
 

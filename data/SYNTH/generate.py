@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from typing import Iterator  # noqa: E402
 
@@ -31,6 +32,7 @@ from config import cfg  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from SYNTH.frames import FrameMaker  # noqa: E402
 from SYNTH.scene import HEIGHT, SPLITS, WIDTH  # noqa: E402
+from utils.files import write_atomically  # noqa: E402
 from utils.mano import load_hand_model  # noqa: E402
 
 GRID_TILE = (256, 192)
@@ -47,6 +49,7 @@ def _init_worker(mano_path: str) -> None:
     """Pool initializer: the parent's hand-model folder, one frame maker per process, one thread
     each (the pool is the parallelism)."""
     global _maker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the pool
     cfg.update(mano_path=mano_path)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -119,20 +122,28 @@ def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int =
         raise UserError(f'cannot create the output folder {out} ({err.strerror}); pick a writable '
                         '--out folder') from None
     model_id = load_hand_model().model_id
+    written = [split for split in SPLITS if counts[split]]
+    for split in written:  # a split being rewritten has no annotation file until it is complete
+        annotation_path(out, split).unlink(missing_ok=True)
     tasks = [(str(out), split, i, seed) for split in SPLITS for i in range(counts[split])]
     anns: dict[str, list] = {split: [None] * counts[split] for split in SPLITS}
     start, cpu = time.perf_counter(), 0.0
     bar = tqdm(total=len(tasks), desc='SYNTH', unit='frame')
     results = _run_here(tasks) if workers <= 1 else _run_in_pool(tasks, workers)
-    for split, index, ann, spent in results:
-        anns[split][index], cpu = ann, cpu + spent
-        bar.update()
+    try:
+        for split, index, ann, spent in results:
+            anns[split][index], cpu = ann, cpu + spent
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"generation interrupted: the {' and '.join(written)} frames in {out} are incomplete and "
+              'have no annotation file; run the same command again to make them', file=sys.stderr)
+        raise
     bar.close()
     seconds = time.perf_counter() - start
-    for split in SPLITS:
-        if counts[split]:
-            with open(annotation_path(out, split), 'w') as fh:
-                json.dump(_coco(split, seed, model_id, anns[split]), fh)
+    for split in written:
+        text = json.dumps(_coco(split, seed, model_id, anns[split]))
+        write_atomically(annotation_path(out, split), lambda tmp: tmp.write_text(text))
     occlusion = [a['occlusion'] for split in SPLITS for a in anns[split]]
     return {'frames': len(tasks), 'seconds': seconds, 'fps': len(tasks) / max(seconds, 1e-9),
             'cpu_per_frame': cpu / len(tasks), 'occlusion': occlusion}
