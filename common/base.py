@@ -105,13 +105,22 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dict:
     """Read a snapshot; a missing or unreadable file is a :class:`UserError` naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f'checkpoint {path} is a folder; pass one snapshot file in it '
+                        '(snapshot_N.pth.tar), or its epoch with --test_epoch N')
     if not path.is_file():
         raise UserError(f'checkpoint {path} does not exist; pass --checkpoint PATH or --test_epoch N '
                         'of a snapshot in output/model_dump/')
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # truncated or foreign file
-        raise UserError(f'cannot read checkpoint {path} ({err}); it is not an InteractHand snapshot') from None
+        with open(path, 'rb') as fh:
+            zipped = fh.read(2) == b'PK'   # torch.save writes a zip archive
+        if zipped:
+            raise UserError(f'checkpoint {path} is damaged or incomplete (cut short while copying or '
+                            'saving?); copy it again, or use another snapshot') from None
+        raise UserError(f'cannot read checkpoint {path} ({type(err).__name__}); it is not an '
+                        'InteractHand snapshot') from None
     if not isinstance(ckpt, dict) or 'network' not in ckpt:
         raise UserError(f'{path} is not an InteractHand snapshot (no network weights in it)')
     return ckpt
@@ -137,15 +146,38 @@ def model_config_from(ckpt: dict) -> dict:
     return {k: stored[k] for k in MODEL_FIELDS if k in stored}
 
 
+def _architecture_hint(ckpt: dict) -> str:
+    """Why a snapshot does not fit the model built from ``cfg``, and what to do (end of a sentence)."""
+    from config import cfg
+    now = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
+    differ = {k: v for k, v in model_config_from(ckpt).items() if now.get(k) != v}
+    if not differ:
+        return ('it was made by another version of the network code; use that version, or train '
+                'again with this one')
+
+    def listed(values: dict) -> str:
+        return ', '.join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items())
+    return (f'it was trained with {listed(differ)} and this run asks for '
+            f'{listed({k: now[k] for k in differ})}: use the values it was trained with (test.py and '
+            'the demo take them from the snapshot unless --preset or --set change them)')
+
+
 def load_network(model: nn.Module, ckpt: dict, path: Path) -> None:
     """Load the weights of a snapshot (saved with or without DataParallel/DDP) into ``model``."""
     state = {re.sub(r'^module\.', '', k): v for k, v in ckpt['network'].items()}
     target = unwrap(model)
+    own = target.state_dict()
+    resized = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if resized:
+        k = resized[0]
+        raise UserError(f'{path} does not fit this model ({len(resized)} weights of other sizes, e.g. '
+                        f'{k}: {tuple(state[k].shape)} in the snapshot, {tuple(own[k].shape)} here); '
+                        f'{_architecture_hint(ckpt)}')
     missing, unexpected = target.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f'{path} does not fit this model ({len(missing)} missing and '
                         f'{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[0]}); '
-                        'test with the config it was trained with (its --preset and --set values)')
+                        f'{_architecture_hint(ckpt)}')
     stored = ckpt.get('hand_model')
     current = getattr(target, 'hand_model_id', None)
     if stored and current and stored != current:

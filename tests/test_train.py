@@ -3,6 +3,7 @@ safety; the HO3D submission written by test.py; the stated errors."""
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 
 import test_data_helpers as fx
 from base import (NonFiniteLoss, Runtime, Trainer, find_snapshot, list_snapshots, load_checkpoint,
-                  save_checkpoint, snapshot_path)
+                  load_network, model_config_from, save_checkpoint, snapshot_path)
 from config import cfg
 from errors import UserError
 from utils.curves import plot_training_curves
@@ -126,6 +127,39 @@ def test_missing_snapshot_lists_the_epochs_there(trained, synth_set):
     assert res.stderr.strip().splitlines() == [
         f'error: snapshot_7.pth.tar not found in {trained / "model_dump"} (epochs with snapshots: 1); '
         'train first (python main/train.py, or make quickstart) or pick one of those epochs']
+
+
+def test_snapshot_that_does_not_fit_names_the_settings_that_differ(trained):
+    from model import get_model
+    path = snapshot_path(trained / 'model_dump', 1)
+    ckpt = load_checkpoint(path)
+    stored = model_config_from(ckpt)
+    for change, words in (({'feat_dim': 2 * stored['feat_dim']}, 'weights of other sizes'),
+                          ({'use_let': False}, 'missing and')):
+        cfg.reset().update(preset='cpu', **{**stored, **change})
+        with pytest.raises(UserError) as err:
+            load_network(get_model('test'), ckpt, path)
+        (key, value), = change.items()
+        assert str(path) in str(err.value) and words in str(err.value)
+        assert f'trained with {key}={stored[key]} and this run asks for {key}={value}' in str(err.value)
+    cfg.reset().update(preset='cpu', **stored)
+    load_network(get_model('test'), ckpt, path)                       # the stored settings fit
+
+
+@pytest.mark.parametrize('make, words', [
+    (lambda p: p.write_bytes(snapshot_path(p.parent.parent / 'model_dump', 1).read_bytes()[:5000]),
+     'is damaged or incomplete'),
+    (lambda p: p.write_text('epoch 1'), 'cannot read checkpoint .*; it is not an InteractHand snapshot'),
+    (lambda p: p.mkdir(), 'is a folder'),
+])
+def test_unreadable_snapshots_are_named(trained, make, words):
+    path = trained / 'bad' / 'snapshot_1.pth.tar'
+    shutil.rmtree(path.parent, ignore_errors=True)
+    path.parent.mkdir()
+    make(path)
+    with pytest.raises(UserError, match=words) as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value)
 
 
 def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
