@@ -73,6 +73,8 @@ NOMINAL_DEPTH = 0.5        # metres: where the wrist of an unfitted mesh is put 
 WEAK_PERSPECTIVE_DEPTH = 5.0  # metres: camera distance that renders the weak-perspective placement
 MIN_REGION_FRACTION = 0.25  # hand regions smaller than this fraction of the largest are ignored
 PLAUSIBLE_BETA = 3.0       # |shape parameter| beyond this is far outside the range hand models cover
+MIN_SIDE = 32               # pixels: smaller images hold too little of a hand to crop
+MIN_BOX = 4                 # pixels: the smallest --bbox width or height
 BOX_SOURCES = {'given': '--bbox', 'mask': 'the predicted hand mask', 'joints': 'the predicted 2D joints'}
 
 
@@ -154,12 +156,17 @@ def box_from_labels(labels: np.ndarray) -> np.ndarray | None:
 # Inputs
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; a file that is not a readable image is a UserError naming it."""
+    """(H, W, 3) uint8 RGB; a file that is not a readable image, or is smaller than
+    :data:`MIN_SIDE` pixels on a side, is a UserError naming it."""
     try:
-        return load_img(path)
+        img = load_img(path)
     except UserError:
         raise UserError(f'{path} cannot be read as an image (not an image file, or a corrupt one); '
                         'pass a JPEG or PNG image') from None
+    if min(img.shape[:2]) < MIN_SIDE:
+        raise UserError(f'{path} is only {img.shape[1]}x{img.shape[0]} pixels; pass an image at least '
+                        f'{MIN_SIDE} pixels on each side')
+    return img
 
 
 def checked_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -432,11 +439,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "image's larger side)")
     add_common_args(p)
     args = p.parse_args(argv)
-    if args.bbox is not None and (args.bbox[2] <= 0 or args.bbox[3] <= 0):
-        raise UserError(f'--bbox {" ".join(f"{v:g}" for v in args.bbox)}: the width and height must '
-                        'be positive (the box is x y w h)')
-    if args.focal is not None and args.focal <= 0:
-        raise UserError(f'--focal {args.focal:g} must be a positive number of pixels')
+    if args.bbox is not None:
+        given = f'--bbox {" ".join(f"{v:g}" for v in args.bbox)}'
+        if not np.all(np.isfinite(args.bbox)):
+            raise UserError(f'{given}: give four finite numbers, x y w h of a box around the hand in pixels')
+        if min(args.bbox[2:]) < MIN_BOX:
+            raise UserError(f'{given}: the width and height must be at least {MIN_BOX} pixels '
+                            '(the box is x y w h)')
+    if args.focal is not None and not (np.isfinite(args.focal) and args.focal > 0):
+        raise UserError(f'--focal {args.focal:g} must be a positive, finite number of pixels')
     return args
 
 

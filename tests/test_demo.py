@@ -397,12 +397,14 @@ def test_demo_folder_skips_what_is_not_an_image(trained, tmp_path, capsys):
     shutil.copy(image, folder / 'hand.jpg')
     (folder / 'notes.txt').write_text('not an image\n')
     (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(40))
+    cv2.imwrite(str(folder / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     out = tmp_path / 'vis'
     summary = demo.main(['--input', str(folder), '--checkpoint', str(ckpt), '--gpu', 'cpu', '--out', str(out)])
-    assert summary['processed'] == ['hand'] and set(summary['skipped']) == {'notes.txt', 'broken.png'}
+    assert summary['processed'] == ['hand'] and set(summary['skipped']) == {'notes.txt', 'broken.png', 'dot.png'}
     assert 'cannot be read as an image' in summary['skipped']['notes.txt']
+    assert f'is only 1x1 pixels; pass an image at least {demo.MIN_SIDE}' in summary['skipped']['dot.png']
     captured = capsys.readouterr()
-    assert '1 of 3 file(s) processed, 2 skipped' in captured.out and 'notes.txt' in captured.out
+    assert '1 of 4 file(s) processed, 3 skipped' in captured.out and 'notes.txt' in captured.out
     assert sorted(p.name for p in out.iterdir()) == sorted('hand' + s for s in SUFFIXES)
 
 
@@ -424,6 +426,11 @@ def test_demo_user_errors(trained, tmp_path):
                    '--bbox', '5000', '10', '50', '50'])
     with pytest.raises(UserError, match='does not exist'):
         demo.main(['--input', str(tmp_path / 'nothing.jpg'), '--checkpoint', str(ckpt), '--gpu', 'cpu'])
+    for extra, words in ((['--bbox', '10', '20', 'nan', '100'], r'--bbox 10 20 nan 100: give four finite'),
+                         (['--bbox', '10', '20', '0.5', '0.5'], f'at least {demo.MIN_BOX} pixels'),
+                         (['--fit', '--focal', 'inf'], '--focal inf must be a positive, finite')):
+        with pytest.raises(UserError, match=words):
+            demo.main(['--input', str(image), '--checkpoint', str(ckpt), '--gpu', 'cpu', *extra])
 
 
 def test_prediction_sheet_puts_joints_and_labels_where_they_are():
