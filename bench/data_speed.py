@@ -31,6 +31,7 @@ from tqdm import tqdm  # noqa: E402
 
 from config import ROOT, cfg  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
+from utils.files import output_file  # noqa: E402
 from HO3D.HO3D import HO3D  # noqa: E402
 from SYNTH.SYNTH import SYNTH  # noqa: E402
 from utils.mano import ManoLayer  # noqa: E402
@@ -101,8 +102,16 @@ def main() -> None:
     p.add_argument('--size', type=int, default=256, help='input size in pixels (default 256)')
     p.add_argument('--json', type=Path, metavar='PATH', help='also write the numbers to this JSON file')
     args = p.parse_args()
+    if args.json:
+        output_file(args.json, '--json')
     if args.samples < 1:
         raise UserError(f'--samples must be at least 1, got {args.samples}')
+    if args.size < 64 or args.size % 32:
+        raise UserError(f'--size {args.size}: use a multiple of 32 of at least 64, e.g. 128 or 256')
+    train_file = args.synth / 'annotations' / 'SYNTH_train_data.json' if args.synth else None
+    if train_file is not None and not train_file.is_file():
+        raise UserError(f'--synth {args.synth}: {train_file} does not exist; pass a folder made by '
+                        'data/SYNTH/generate.py, or leave --synth out to make a small one')
     cfg.update(input_img_shape=f'{args.size},{args.size}')
     torch.set_num_threads(1)  # one DataLoader worker's share of the machine
     cv2.setNumThreads(1)
@@ -133,7 +142,6 @@ def main() -> None:
           f"{'met' if ok else 'MISSED'}); first pass rendering silhouettes "
           f"{rates['ho3d_first_pass_rendering']:.1f} samples/s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({'size': args.size, 'samples': args.samples,
                                          'target': TARGET, 'target_met': ok,
                                          'samples_per_s_per_worker': rates}, indent=2))

@@ -19,6 +19,7 @@ import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
 import torch  # noqa: E402
 
 from errors import run_cli  # noqa: E402
+from utils.files import output_file  # noqa: E402
 from utils.mano import ManoLayer, load_hand_model  # noqa: E402
 
 BATCHES = (1, 64, 1024)
@@ -81,6 +82,8 @@ def main() -> None:
                         help='timed calls per layer at batch 1024 (5x as many at batch 1 and 64)')
     parser.add_argument('--json', type=Path, help='also write the results here')
     args = parser.parse_args()
+    if args.json:
+        output_file(args.json, '--json')
     devices = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
     rows = [r for d in devices for r in bench_device(d, args.repeats)]
     print(f"{'device':6} {'batch':>6} {'ours ms':>9} {'smplx ms':>9} {'speed-up':>9}")

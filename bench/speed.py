@@ -38,6 +38,7 @@ from tqdm import tqdm  # noqa: E402
 
 from config import add_common_args, apply_args, cfg, parse_gpu, select_device  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
+from utils.files import output_file  # noqa: E402
 from model import Model, parameter_summary  # noqa: E402
 
 CONFIGS = {
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=20, help='timed runs at batch 1 (default 20); '
                         'a quarter of that, at least 3, at batch 16 and 64')
     args = parser.parse_args()
+    if args.json:
+        output_file(args.json, '--json')
     if args.repeats < 1:
         raise UserError(f'--repeats must be at least 1, got {args.repeats}')
     args.preset = args.preset or 'cpu'
@@ -253,7 +256,6 @@ def main() -> None:
     print()
     print('\n'.join(report(args.preset, device, rows, mm)))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({'preset': args.preset, 'device': str(device),
                                          'matmul_gflops': mm, 'load_average': load,
                                          'configs': rows}, indent=2))

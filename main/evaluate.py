@@ -20,6 +20,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from errors import UserError, run_cli
+from utils.files import output_file
 from utils.metrics import HandMetrics
 from utils.submission import read_gt, read_submission
 
@@ -71,13 +72,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                              '(e.g. evaluation_verts.json)')
     parser.add_argument('--out', type=Path, help='write the metrics to this JSON file')
     args = parser.parse_args(argv)
+    if args.out is not None:
+        output_file(args.out, '--out')
 
     print(f'reading {args.pred}, {args.gt_joints} and {args.gt_verts} ...', file=sys.stderr)
     summary, n = evaluate(args.pred, args.gt_joints, args.gt_verts)
     print(format_table(summary, n))
     if args.out is not None:
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(summary, indent=2) + '\n')
         except OSError as err:
             raise UserError(f'cannot write {args.out} ({err.strerror}); choose a writable path '

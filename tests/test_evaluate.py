@@ -110,3 +110,13 @@ def test_bad_files_raise_user_errors_naming_them(data, which, content, message):
         evaluate.main(['--pred', str(data['pred']), '--gt-joints', str(data['xyz']),
                        '--gt-verts', str(data['verts'])])
     assert str(data[which]) in str(err.value)
+
+
+def test_unwritable_out_is_named_before_any_work(data):
+    blocker = data['tmp'] / 'a_file'
+    blocker.write_text('')
+    res = run('--pred', str(data['tmp'] / 'nothing.json'), '--gt-joints', str(data['xyz']),
+              '--gt-verts', str(data['verts']), '--out', str(blocker / 'metrics.json'))
+    assert res.returncode == 2 and 'Traceback' not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f'error: --out {blocker / "metrics.json"}: {blocker} is a file, not a folder; pick another path')

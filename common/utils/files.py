@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from errors import UserError
+
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path`` (same folder and suffix, readable
@@ -24,3 +26,19 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def output_file(path: Path, option: str) -> Path:
+    """``path`` with its folder created, checked before long work so that its results are not lost
+    at the end; a path that cannot be written is a UserError naming ``option`` (e.g. ``--json``)."""
+    path = Path(path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f'{option} {path}: {blocker} is a file, not a folder; pick another path')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f'{option} {path}: cannot create its folder ({err.strerror}); pick another path') from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UserError(f'{option} {path}: cannot write there; pick a writable file path')
+    return path
