@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from errors import UserError, run_cli
@@ -38,6 +39,11 @@ def evaluate(pred: Path, gt_joints: Path, gt_verts: Path) -> tuple[dict[str, flo
     if len(joints_pred) != n:
         raise UserError(f'{pred} has {len(joints_pred)} predictions but {gt_joints} has {n} '
                         f'ground-truth entries; predict every image of the split, in order.')
+    ratio = _size_ratio(joints_pred, joints_gt)
+    if not 0.1 < ratio < 10:
+        print(f'warning: the hands in {pred} are {ratio:.3g} times the size of those in {gt_joints}; '
+              'both should be in metres (a factor near 1000 means millimetres). PA-MPJPE, PA-MPVPE '
+              'and the aligned F-scores remove the scale, the other metrics do not.', file=sys.stderr)
     metrics = HandMetrics()
     with tqdm(total=n, unit='sample', desc='evaluate', disable=n <= CHUNK) as bar:
         for start in range(0, n, CHUNK):
@@ -45,6 +51,14 @@ def evaluate(pred: Path, gt_joints: Path, gt_verts: Path) -> tuple[dict[str, flo
             metrics.update(joints_pred[part], joints_gt[part], verts_pred[part], verts_gt[part])
             bar.update(len(joints_gt[part]))
     return metrics.summary(), n
+
+
+def _size_ratio(joints_pred: np.ndarray, joints_gt: np.ndarray) -> float:
+    """Median over samples of the predicted hand's size over the true one's (each: the mean
+    distance of the joints from their centroid); (N, 21, 3) each."""
+    def size(j: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(j - j.mean(axis=1, keepdims=True), axis=2).mean(axis=1)
+    return float(np.median(size(joints_pred) / np.maximum(size(joints_gt), 1e-12)))
 
 
 def format_table(summary: dict[str, float], n: int) -> str:

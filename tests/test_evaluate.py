@@ -120,3 +120,15 @@ def test_unwritable_out_is_named_before_any_work(data):
     assert res.returncode == 2 and 'Traceback' not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
         f'error: --out {blocker / "metrics.json"}: {blocker} is a file, not a folder; pick another path')
+
+
+def test_millimetre_predictions_are_flagged_and_metres_are_not(data, capsys):
+    evaluate.evaluate(data['pred'], data['xyz'], data['verts'])
+    assert 'warning' not in capsys.readouterr().err            # 1.1x the size: fine
+    pred_j, pred_v = read_submission(data['pred'])
+    mm = data['tmp'] / 'pred_mm.json'
+    write_submission(pred_j * 1000, pred_v * 1000, mm, data['tmp'] / 'pred_mm.zip')
+    summary, _ = evaluate.evaluate(mm, data['xyz'], data['verts'])
+    err = capsys.readouterr().err
+    assert f'the hands in {mm} are 1.1e+03 times the size' in err and 'millimetres' in err
+    assert summary['pa_mpjpe'] < 5                              # scale removed: still meaningful
