@@ -17,6 +17,7 @@ import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -50,6 +51,7 @@ def _init_worker(mano_path: str) -> None:
     each (the pool is the parallelism)."""
     global _maker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the pool
+    logging.getLogger('interacthand').setLevel(logging.ERROR)  # the parent has said which hand model
     cfg.update(mano_path=mano_path)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
