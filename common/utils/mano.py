@@ -260,7 +260,8 @@ def load_hand_model(model_path: str | Path | None = None, side: str = 'right') -
 class ManoOutput(NamedTuple):
     verts: torch.Tensor       # (B, 778, 3) metres
     joints: torch.Tensor      # (B, 21, 3) metres, JOINT_NAMES order
-    transforms: torch.Tensor  # (B, 16, 4, 4) rest-pose -> posed transform of each MANO joint
+    # (B, 16, 4, 4) rest-pose -> posed transform of each MANO joint; None unless asked for
+    transforms: torch.Tensor | None
 
 
 def _as_slice(index: list[int]) -> slice | list[int]:
@@ -380,7 +381,8 @@ class ManoLayer(nn.Module):
                 trans: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """pose (B, 48) or (B, 3 + num_pca_comps), shape (B, 10), trans (B, 3) or None ->
         verts (B, 778, 3), joints (B, 21, 3), metres."""
-        out = self.forward_full(pose, shape, trans)
+        self._check_inputs(pose, shape, trans)
+        out = self.forward_rotmat(self.pose_to_rotmat(pose.to(self.v_template.dtype)), shape, trans)
         return out.verts, out.joints
 
     def forward_full(self, pose: torch.Tensor, shape: torch.Tensor,
@@ -388,12 +390,12 @@ class ManoLayer(nn.Module):
         """As :meth:`forward`, also returning the 16 joint transforms."""
         self._check_inputs(pose, shape, trans)
         dtype = self.v_template.dtype
-        return self.forward_rotmat(self.pose_to_rotmat(pose.to(dtype)), shape, trans)
+        return self.forward_rotmat(self.pose_to_rotmat(pose.to(dtype)), shape, trans, with_transforms=True)
 
     def forward_rotmat(self, rotmat: torch.Tensor, shape: torch.Tensor,
-                       trans: torch.Tensor | None = None) -> ManoOutput:
+                       trans: torch.Tensor | None = None, with_transforms: bool = False) -> ManoOutput:
         """rotmat (B, 16, 3, 3) full joint rotations (hands_mean already in), shape (B, 10),
-        trans (B, 3) or None -> :class:`ManoOutput`."""
+        trans (B, 3) or None -> :class:`ManoOutput` (its ``transforms`` only ``with_transforms``)."""
         dtype = self.v_template.dtype
         rotmat, shape = rotmat.to(dtype), shape.to(dtype)
         b, nv, nj = rotmat.shape[0], self.num_verts, self.num_mano_joints
@@ -422,7 +424,11 @@ class ManoLayer(nn.Module):
         joints = torch.cat([pos_g, verts[:, self.tip_index]], dim=1)[:, self.joint_order]
         if trans is not None:
             trans = trans.to(dtype).unsqueeze(1)
-            verts, joints, skin = verts + trans, joints + trans, skin + F.pad(trans.unsqueeze(-1), (3, 0))
+            verts, joints = verts + trans, joints + trans
+        if not with_transforms:
+            return ManoOutput(verts, joints, None)
+        if trans is not None:
+            skin = skin + F.pad(trans.unsqueeze(-1), (3, 0))
         transforms = torch.cat([skin, self.homogeneous_row.expand(b, nj, 1, 4)], dim=2)
         return ManoOutput(verts, joints, transforms[:, self.level_order_inv])
 
