@@ -55,7 +55,8 @@ def run(script: str, *args: str) -> dict:
 
 
 def synth_generation() -> dict:
-    """Frames per second of data/SYNTH/generate.py on this machine (2 workers per 2 cores)."""
+    """Frames per second of data/SYNTH/generate.py on this machine (its default
+    number of workers: one per core, at most 8)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(ROOT / 'data' / 'SYNTH' / 'generate.py'), '--num-train',
                str(SYNTH_FRAMES), '--num-eval', '0', '--seed', '0', '--out', tmp]

@@ -190,7 +190,7 @@ PRESETS: dict[str, dict] = {
     'paper': dict(backbone='resnet50', pretrained=True, input_img_shape=(256, 256), feat_dim=256,
                   iet_heads=8, let_heads=8, let_stripe=4, train_batch_size=16),
     # Small and fast for CPU-only machines: ResNet-18, 64 px crops (a training step at batch 16
-    # takes about 0.3 s on 2 cores; 128 px takes 1 s), narrow features, no downloads.
+    # takes about 0.46 s on 2 cores), narrow features, no downloads.
     'cpu': dict(backbone='resnet18', pretrained=False, input_img_shape=(64, 64), feat_dim=64,
                 iet_heads=4, let_heads=4, let_stripe=4, train_batch_size=16, test_batch_size=32,
                 lr=1e-3, lr_dec_epoch=(8, 12), lr_dec_factor=0.3, end_epoch=15, ckpt_freq=1,

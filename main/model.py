@@ -65,7 +65,7 @@ class Model(nn.Module):
         return self.mano_layer.model_id
 
     def check_image(self, img: torch.Tensor) -> None:
-        """Raise ValueError unless img is (B, 3, S, S) with S = cfg.input_img_shape."""
+        """Raise ValueError unless img is (B, 3, S, S) with S = conf.input_img_shape."""
         s = self.img_size
         if img.dim() != 4 or img.shape[1] != 3 or tuple(img.shape[2:]) != (s, s):
             raise ValueError(f"inputs['img'] must have shape (B, 3, {s}, {s}) (3 colour channels, "

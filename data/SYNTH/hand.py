@@ -4,7 +4,8 @@ Finger poses are sampled in the model's PCA pose space (``hands_components``) wi
 per-component standard deviations of :data:`utils.proxy_hand.PCA_STD`, clipped at two sigma. The
 global rotation shows the palm or the back of the hand to the camera, tilted by at most 65 degrees
 (no edge-on views) and turned in the image plane at random. The hand is then moved to a random
-depth (0.35-0.8 m) and image position with every vertex inside the frame.
+depth (0.35-0.8 m, or further where it would not fit in the frame there) and image position with
+every vertex inside the frame.
 """
 from __future__ import annotations
 
