@@ -52,7 +52,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from base import list_snapshots, load_checkpoint, load_network, model_config_from  # noqa: E402
-from config import add_common_args, apply_args, cfg, parse_gpu, select_device  # noqa: E402
+from config import QUICKSTART_DIR, add_common_args, apply_args, cfg, parse_gpu, select_device  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from logger import setup_logging  # noqa: E402
 from model import Model, get_model  # noqa: E402
@@ -204,13 +204,15 @@ def output_names(files: list[Path]) -> dict[Path, str]:
 
 
 def quickstart_model_dir() -> Path:
-    """Where ``make quickstart`` writes its snapshots."""
-    return Path(cfg.output_dir) / 'quickstart' / 'model_dump'
+    """Where ``make quickstart`` writes its snapshots (whatever --set output_dir says)."""
+    return QUICKSTART_DIR / 'model_dump'
 
 
 def find_checkpoint(explicit: Path | None) -> Path:
     """--checkpoint, else the newest snapshot in cfg.model_dir, else the newest of the quickstart."""
     if explicit is not None:
+        if explicit.is_dir():
+            raise UserError(f'checkpoint {explicit} is a folder; pass one snapshot_N.pth.tar file in it')
         if not explicit.is_file():
             raise UserError(f'checkpoint {explicit} does not exist; pass the path of a '
                             'snapshot_N.pth.tar file (training writes them to output/model_dump/)')

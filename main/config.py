@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART_DIR = ROOT / 'output' / 'quickstart'   # everything `make quickstart` writes but its data
 DATASETS = ('HO3D', 'DEX_YCB', 'SYNTH')
 BACKBONES = ('resnet18', 'resnet34', 'resnet50')
 

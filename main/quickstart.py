@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from base import list_snapshots
-from config import ROOT, cfg
+from config import QUICKSTART_DIR, ROOT, cfg
 from errors import UserError, run_cli
 from utils.mano import ManoLayer
 from utils.metrics import mpjpe, pa_mpjpe
@@ -32,7 +32,7 @@ NUM_TRAIN, NUM_EVAL, SEED = 2000, 200, 0
 # many different hands (PA-MPJPE 3 % below the mean-pose guess instead of 2 % at the same training
 # time; 4000 x 4 was no better; README, "Why the quickstart hardly learns the fingers").
 EPOCHS, LR_DEC_EPOCH = 8, '5,7'
-OUT = ROOT / 'output' / 'quickstart'
+OUT = QUICKSTART_DIR
 COMMON = ['--gpu', 'cpu', '--preset', 'cpu', '--set', f'output_dir={OUT}']
 SCHEDULE = ['--set', f'end_epoch={EPOCHS}', f'lr_dec_epoch={LR_DEC_EPOCH}']
 

@@ -408,13 +408,16 @@ def test_demo_folder_skips_what_is_not_an_image(trained, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted('hand' + s for s in SUFFIXES)
 
 
-def test_demo_user_errors(trained, tmp_path):
+def test_demo_user_errors(trained, tmp_path, monkeypatch):
     output_dir, ckpt, image = trained
     empty = tmp_path / 'empty_output'
+    import quickstart
+    assert demo.quickstart_model_dir() == quickstart.OUT / 'model_dump'    # where make quickstart writes
+    monkeypatch.setattr(demo, 'quickstart_model_dir', lambda: tmp_path / 'no_quickstart')
     with pytest.raises(UserError, match='no checkpoint found') as err:
         demo.main(['--input', str(image), '--gpu', 'cpu', '--set', f'output_dir={empty}'])
     text = str(err.value)
-    assert str(empty / 'model_dump') in text and str(empty / 'quickstart' / 'model_dump') in text
+    assert str(empty / 'model_dump') in text and str(tmp_path / 'no_quickstart') in text
     assert 'make quickstart' in text
 
     bad = tmp_path / 'photo.jpg'
@@ -426,6 +429,8 @@ def test_demo_user_errors(trained, tmp_path):
                    '--bbox', '5000', '10', '50', '50'])
     with pytest.raises(UserError, match='does not exist'):
         demo.main(['--input', str(tmp_path / 'nothing.jpg'), '--checkpoint', str(ckpt), '--gpu', 'cpu'])
+    with pytest.raises(UserError, match=f'checkpoint {ckpt.parent} is a folder'):
+        demo.main(['--input', str(image), '--checkpoint', str(ckpt.parent), '--gpu', 'cpu'])
     for extra, words in ((['--bbox', '10', '20', 'nan', '100'], r'--bbox 10 20 nan 100: give four finite'),
                          (['--bbox', '10', '20', '0.5', '0.5'], f'at least {demo.MIN_BOX} pixels'),
                          (['--fit', '--focal', 'inf'], '--focal inf must be a positive, finite')):
