@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms
 from tqdm import tqdm
 
-from config import MODEL_FIELDS, Config
+from config import MODEL_FIELDS, Config, select_device
 from errors import UserError
 from logger import setup_logging
 from utils.curves import plot_training_curves
@@ -39,7 +39,6 @@ class Runtime:
     gpu_ids: list[int]
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     distributed: bool = False  # launched by torchrun: DistributedDataParallel, even with one process
 
     @property
@@ -50,7 +49,6 @@ class Runtime:
 def setup_runtime(gpu_ids: list[int]) -> Runtime:
     """Single process (CPU, one GPU or DataParallel over ``gpu_ids``), or one process of a torchrun
     launch (RANK and WORLD_SIZE set: DistributedDataParallel, one GPU per process, or gloo on the CPU)."""
-    from config import select_device
     if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
         device, ids = select_device(gpu_ids)
         return Runtime(device, ids)
@@ -66,7 +64,7 @@ def setup_runtime(gpu_ids: list[int]) -> Runtime:
         device = torch.device('cpu')
     if not dist.is_initialized():
         dist.init_process_group('nccl' if use_cuda else 'gloo')
-    return Runtime(device, [device.index] if use_cuda else [], rank, world, local, distributed=True)
+    return Runtime(device, [device.index] if use_cuda else [], rank, world, distributed=True)
 
 
 def seed_everything(seed: int) -> None:

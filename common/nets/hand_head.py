@@ -91,12 +91,12 @@ class HandEncoder(nn.Module):
     by 2x max pooling while the map is at least 4 wide; an average pool to 2x2 then fixes the size.
     """
 
-    def __init__(self, dim: int, stages: int = 4):
+    def __init__(self, dim: int):
         super().__init__()
         self.from_heatmaps = nn.Conv2d(NUM_JOINTS, dim, 1)
         self.from_feature = nn.Conv2d(dim, dim, 1)
         self.stages = nn.ModuleList(nn.Sequential(ResidualUnit(dim, dim), ResidualUnit(dim, dim))
-                                    for _ in range(stages))
+                                    for _ in range(4))
         self.out_dim = 4 * dim
 
     def forward(self, heatmaps: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ log = logging.getLogger('interacthand')
 
 MANO_KEYS = ('v_template', 'f', 'shapedirs', 'posedirs', 'J_regressor', 'weights',
              'kintree_table', 'hands_components', 'hands_mean')
-NUM_VERTS, NUM_FACES, NUM_MANO_JOINTS, NUM_JOINTS = 778, 1538, 16, 21
+NUM_VERTS, NUM_MANO_JOINTS, NUM_JOINTS = 778, 16, 21
 FINGERTIP_VERTS = (745, 317, 444, 556, 673)  # thumb, index, middle, ring, pinky
 JOINT_NAMES = ('wrist',
                'thumb1', 'thumb2', 'thumb3', 'thumb4', 'index1', 'index2', 'index3', 'index4',

@@ -89,8 +89,8 @@ class FrameMaker:
     """Makes SYNTH frames; holds the hand model and two off-screen renderers (full and low
     resolution), so make one per process and reuse it."""
 
-    def __init__(self, rig: HandRig | None = None):
-        self.rig = rig if rig is not None else HandRig()
+    def __init__(self):
+        self.rig = HandRig()
         self.renderer = MeshRenderer(WIDTH, HEIGHT)
         self.small = MeshRenderer(WIDTH // LOW_RES, HEIGHT // LOW_RES)
 

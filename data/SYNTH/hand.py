@@ -60,8 +60,8 @@ class HandRig:
     finger pads, fingertips, from the rest pose and the skinning weights) and a per-vertex palm
     weight for skin colour."""
 
-    def __init__(self, layer: ManoLayer | None = None):
-        self.layer = layer if layer is not None else ManoLayer()
+    def __init__(self):
+        self.layer = ManoLayer()
         self.faces = self.layer.faces.numpy()
         self.components = self.layer.hands_components.double().numpy()    # (45, 45)
         zero = torch.zeros(1, self.layer.pose_dim)

@@ -169,9 +169,9 @@ class PlacedObject:
 # ----------------------------------------------------------------------------------------------
 # Sampling shapes and looks
 
-def sample_shape(rng: np.random.Generator, kind: str | None = None) -> Shape:
+def sample_shape(rng: np.random.Generator) -> Shape:
     """A random shape of a typical hand-held size (2-12 cm across)."""
-    kind = kind or str(rng.choice(KINDS, p=[0.28, 0.2, 0.24, 0.18, 0.1]))
+    kind = str(rng.choice(KINDS, p=[0.28, 0.2, 0.24, 0.18, 0.1]))
     if kind == 'box':
         size = rng.uniform(0.012, 0.055, 3)
     elif kind == 'ellipsoid':
