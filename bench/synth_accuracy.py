@@ -24,6 +24,7 @@ from config import ROOT  # noqa: E402
 from errors import run_cli  # noqa: E402
 from quickstart import mean_pose_errors, run, synth_ready  # noqa: E402
 from run_all import machine  # noqa: E402
+from utils.metrics import OCCLUSION_BUCKETS  # noqa: E402
 
 CONFIGS = {
     'InteractHand': {},
@@ -38,7 +39,7 @@ BUDGETS = {
     'long': dict(num_train=6000, num_eval=1000, end_epoch=30, lr_dec_epoch='20,27'),
 }
 SEED = 1
-BUCKETS = ('0-20%', '20-40%', '>40%')
+BUCKETS = tuple(name for name, _, _ in OCCLUSION_BUCKETS)
 
 
 def slug(name: str) -> str:

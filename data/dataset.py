@@ -351,6 +351,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
     def _silhouette_labels(self, e: Entry) -> np.ndarray:
         """(H, W) uint8: 1 where the GT mesh covers the image, 255 elsewhere; cached on disk."""
+        from utils.render import intrinsics
         cache = self.cache_dir / f'{e.image_id}.png'
         labels = cv2.imread(str(cache), cv2.IMREAD_UNCHANGED) if cache.is_file() else None
         if labels is not None and labels.shape == (e.height, e.width):
@@ -359,7 +360,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         verts_cam = verts - joints[0] + e.joints_cam[0]
         depth = self._renderer(e.width, e.height).depth(
             [self._render_mesh(verts_cam, e.hand_type)],
-            np.array([[e.focal[0], 0, e.princpt[0]], [0, e.focal[1], e.princpt[1]], [0, 0, 1]]))
+            intrinsics(e.focal, e.princpt))
         labels = np.where(depth > 0, 1, IGNORE_LABEL).astype(np.uint8)
         self._write_cache(cache, labels)
         return labels

@@ -57,6 +57,7 @@ from errors import UserError, run_cli  # noqa: E402
 from logger import setup_logging  # noqa: E402
 from model import Model, get_model  # noqa: E402
 from nets.segmentation import HAND, OBJECT  # noqa: E402
+from utils.files import rounded  # noqa: E402
 from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspective, image_center,  # noqa: E402
                        reprojection_error)
 from utils.mano import JOINT_NAMES  # noqa: E402
@@ -243,10 +244,6 @@ def write_png(path: Path, img: np.ndarray) -> None:
         raise UserError(f'cannot write {path}; check that --out is a writable folder')
 
 
-def _rounded(a: np.ndarray, decimals: int) -> list:
-    return np.round(np.asarray(a, dtype=np.float64), decimals).tolist()
-
-
 def _error_stats(err: np.ndarray) -> dict:
     return {'mean': round(float(err.mean()), 3), 'max': round(float(err.max()), 3)}
 
@@ -279,7 +276,7 @@ def fitted_placement(pred: Prediction, width: int, height: int, focal: float | N
     the hand explains the 2D joints, the unfitted placement, with the reason in its info."""
     f = focal if focal is not None else default_focal(width, height)
     princpt = image_center(width, height)
-    info = {'focal_px': [f, f], 'princpt_px': _rounded(princpt, 2),
+    info = {'focal_px': [f, f], 'princpt_px': rounded(princpt, 2),
             'focal_source': '--focal' if focal is not None else "default: the image's larger side"}
     try:
         t = fit_translation(pred.joints_rel, pred.joints_2d, f, princpt)
@@ -291,12 +288,12 @@ def fitted_placement(pred: Prediction, width: int, height: int, focal: float | N
         return fallback
     joints_cam = pred.joints_rel + t
     err = reprojection_error(joints_cam, pred.joints_2d, f, princpt)
-    message = (f'fitted translation {_rounded(t, 4)} m, reprojection error {err.mean():.2f} px mean, '
+    message = (f'fitted translation {rounded(t, 4)} m, reprojection error {err.mean():.2f} px mean, '
                f'{err.max():.2f} px max')
-    info.update({'translation_m': _rounded(t, 6), 'joints_3d_camera_m': _rounded(joints_cam, 6),
-                 'reprojection_error_px': {**_error_stats(err), 'per_joint': _rounded(err, 3)}})
+    info.update({'translation_m': rounded(t, 6), 'joints_3d_camera_m': rounded(joints_cam, 6),
+                 'reprojection_error_px': {**_error_stats(err), 'per_joint': rounded(err, 3)}})
     verts = pred.verts_rel + t
-    note = f'fitted translation {_rounded(t, 4)} m (focal {f:g} px, principal point at the image centre)'
+    note = f'fitted translation {rounded(t, 4)} m (focal {f:g} px, principal point at the image centre)'
     return Placement(verts, note, verts, intrinsics((f, f), tuple(princpt)), info, message)
 
 
@@ -307,7 +304,7 @@ def weak_perspective_placement(pred: Prediction, width: int, height: int) -> Pla
     scale, offset = fit_weak_perspective(pred.joints_rel, pred.joints_2d)
     err = np.linalg.norm(scale * pred.joints_rel[:, :2] + offset - pred.joints_2d, axis=1)
     info = {'model': 'weak perspective: u = s x + a', 'scale_px_per_m': round(scale, 3),
-            'offset_px': _rounded(offset, 3), 'error_px': _error_stats(err)}
+            'offset_px': rounded(offset, 3), 'error_px': _error_stats(err)}
     obj = pred.verts_rel + np.array([0.0, 0.0, NOMINAL_DEPTH])
     note = (f'root-relative mesh, the wrist put at a nominal (0, 0, {NOMINAL_DEPTH}) m; run the '
             'demo with --fit for the camera placement')
@@ -378,7 +375,7 @@ class Demo:
             hand_box, source = self.net.find_box(img)
         crop_box = process_bbox(hand_box, w, h, 1.0, expansion=BOX_EXPANSION)
         if crop_box is None:
-            raise UserError(f'{path}: the hand box found, {_rounded(hand_box, 1)}, is empty or '
+            raise UserError(f'{path}: the hand box found, {rounded(hand_box, 1)}, is empty or '
                             'outside the image; give one with --bbox')
         pred = self.net.predict(img, crop_box)
         tqdm.write(f"{path.name}: hand box {' '.join(f'{v:.0f}' for v in hand_box)} (x y w h) from "
@@ -394,13 +391,13 @@ class Demo:
         result = {
             'image': str(path), 'image_size': [w, h], 'checkpoint': str(self.s.checkpoint),
             'epoch': self.s.epoch, 'hand_model': self.hand_model,
-            'box': {'hand_box': _rounded(hand_box, 2), 'source': BOX_SOURCES[source],
-                    'crop_box': _rounded(crop_box, 2),
+            'box': {'hand_box': rounded(hand_box, 2), 'source': BOX_SOURCES[source],
+                    'crop_box': rounded(crop_box, 2),
                     'note': f'the crop is the hand box grown to a square and enlarged {BOX_EXPANSION}x'},
             'joint_names': list(JOINT_NAMES),
-            'mano_pose': _rounded(pred.pose, 6), 'mano_shape': _rounded(pred.shape, 6),
-            'joints_3d_root_relative_m': _rounded(pred.joints_rel, 6),
-            'joints_2d_px': _rounded(pred.joints_2d, 3),
+            'mano_pose': rounded(pred.pose, 6), 'mano_shape': rounded(pred.shape, 6),
+            'joints_3d_root_relative_m': rounded(pred.joints_rel, 6),
+            'joints_2d_px': rounded(pred.joints_2d, 3),
             'fit' if self.s.fit else 'placement': placement.info,
             'mesh_obj_placement': placement.obj_note,
             'warnings': warnings,

@@ -6,6 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import numpy.typing as npt
+
 from errors import UserError
 
 
@@ -42,3 +45,8 @@ def output_file(path: Path, option: str) -> Path:
     if path.is_dir() or not os.access(path.parent, os.W_OK):
         raise UserError(f'{option} {path}: cannot write there; pick a writable file path')
     return path
+
+
+def rounded(x: npt.ArrayLike, digits: int) -> list:
+    """Array-like -> nested lists of Python floats rounded to ``digits`` decimals, for JSON files."""
+    return np.round(np.asarray(x, dtype=np.float64), digits).tolist()

@@ -34,6 +34,7 @@ from torch import nn
 
 from errors import UserError
 from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle
+from utils.transforms import mirror_pose
 
 log = logging.getLogger('interacthand')
 
@@ -172,9 +173,8 @@ def mirror_model(model: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     # changes sign by flip_a * flip_b, and the offset itself mirrors in x.
     entry_sign = np.tile(np.outer(flip, flip).reshape(9), m['posedirs'].shape[2] // 9)
     m['posedirs'] = m['posedirs'] * flip[None, :, None] * entry_sign[None, None, :]
-    aa_sign = np.tile(-flip, m['hands_mean'].shape[0] // 3)  # (a, b, c) -> (a, -b, -c)
-    m['hands_mean'] = m['hands_mean'] * aa_sign
-    m['hands_components'] = m['hands_components'] * aa_sign[None, :]
+    m['hands_mean'] = mirror_pose(m['hands_mean'])                  # (a, b, c) -> (a, -b, -c)
+    m['hands_components'] = mirror_pose(m['hands_components'])      # each row is a pose
     m['f'] = m['f'][:, ::-1].copy()  # keep the faces' outward orientation
     if 'J' in m:  # rest joints, carried by the built-in model
         m['J'] = m['J'] * flip

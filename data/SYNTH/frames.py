@@ -16,7 +16,9 @@ from SYNTH.background import compose, sample_background
 from SYNTH.hand import Hand, HandRig
 from SYNTH.objects import PlacedObject
 from SYNTH.scene import HEIGHT, WIDTH, Scene, frame_rng, sample_scene
+from utils.files import rounded
 from utils.render import MeshRenderer, RenderMesh
+from utils.transforms import cam2pixel
 
 LOW_RES = 4          # occlusion estimates while placing objects use 1/4 of the resolution
 DEPTH_TOL = 1e-5     # relative depth tolerance for "the hand is the front surface here"
@@ -39,24 +41,19 @@ class Frame:
         """The frame's ground truth in the SYNTH annotation schema (without ids and file names)."""
         s, hand = self.scene, self.scene.hand
         joints = hand.joints
-        uv = joints[:, :2] / joints[:, 2:] * np.array(s.focal) + np.array(s.princpt)
+        uv = cam2pixel(joints, s.focal, s.princpt)
         return {
-            'cam_param': {'focal': _round(s.focal, 4), 'princpt': _round(s.princpt, 4)},
-            'joints_coord_cam': _round(joints, 7),
-            'joints_img': _round(uv, 4),
-            'mano_param': {'pose': _round(hand.pose, 7), 'shape': _round(hand.shape, 7),
-                           'trans': _round(hand.trans, 7)},
+            'cam_param': {'focal': rounded(s.focal, 4), 'princpt': rounded(s.princpt, 4)},
+            'joints_coord_cam': rounded(joints, 7),
+            'joints_img': rounded(uv, 4),
+            'mano_param': {'pose': rounded(hand.pose, 7), 'shape': rounded(hand.shape, 7),
+                           'trans': rounded(hand.trans, 7)},
             'hand_type': 'right',
             'bbox': self.bbox,
-            'root_joint_cam': _round(joints[0], 7),
+            'root_joint_cam': rounded(joints[0], 7),
             'occlusion': round(self.occlusion, 6),
             'num_objects': len(s.objects),
         }
-
-
-def _round(x, digits: int) -> list:
-    """Array-like -> nested lists of Python floats rounded to ``digits`` decimals."""
-    return np.round(np.asarray(x, dtype=np.float64), digits).tolist()
 
 
 def hand_mesh(scene: Scene) -> RenderMesh:

@@ -35,6 +35,7 @@ from SYNTH.frames import FrameMaker  # noqa: E402
 from SYNTH.scene import HEIGHT, SPLITS, WIDTH  # noqa: E402
 from utils.files import write_atomically  # noqa: E402
 from utils.mano import load_hand_model  # noqa: E402
+from utils.metrics import OCCLUSION_BUCKETS  # noqa: E402
 
 GRID_TILE = (256, 192)
 HAND_TINT, OBJECT_TINT = np.array([40, 220, 60]), np.array([230, 60, 220])
@@ -152,10 +153,11 @@ def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int =
 
 
 def occlusion_histogram(occlusion: list[float]) -> str:
-    """'0-20 %: a %, 20-40 %: b %, 40+ %: c %' over the frames' occlusion ratios."""
+    """'0-20%: a %, 20-40%: b %, >40%: c %' over the frames' occlusion ratios (the buckets of
+    :data:`utils.metrics.OCCLUSION_BUCKETS`)."""
     occ = np.asarray(occlusion)
-    parts = [(occ < 0.2).mean(), ((occ >= 0.2) & (occ < 0.4)).mean(), (occ >= 0.4).mean()]
-    return ', '.join(f'{name}: {100 * p:.0f} %' for name, p in zip(('0-20 %', '20-40 %', '40+ %'), parts))
+    return ', '.join(f'{name}: {100 * ((occ >= low) & (occ < high)).mean():.0f} %'
+                     for name, low, high in OCCLUSION_BUCKETS)
 
 
 def write_grid(out: Path, png: Path, split: str = 'train', count: int = 16) -> None:
