@@ -52,7 +52,7 @@ from config import cfg
 from errors import UserError
 from utils.files import write_atomically
 from utils.mano import NUM_JOINTS, NUM_VERTS, ManoLayer
-from utils.preprocessing import (IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
+from utils.preprocessing import (HAND, IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
                                  color_scale, crop_affine, label_affine, load_img, process_bbox,
                                  sample_aug, warp_image, warp_labels)
 from utils.transforms import (apply_affine, cam2pixel, mirror_points, mirror_pose,
@@ -361,7 +361,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         depth = self._renderer(e.width, e.height).depth(
             [self._render_mesh(verts_cam, e.hand_type)],
             intrinsics(e.focal, e.princpt))
-        labels = np.where(depth > 0, 1, IGNORE_LABEL).astype(np.uint8)
+        labels = np.where(depth > 0, HAND, IGNORE_LABEL).astype(np.uint8)
         self._write_cache(cache, labels)
         return labels
 

@@ -56,12 +56,11 @@ from config import QUICKSTART_DIR, add_common_args, apply_args, cfg, parse_gpu, 
 from errors import UserError, run_cli  # noqa: E402
 from logger import setup_logging  # noqa: E402
 from model import Model, get_model  # noqa: E402
-from nets.segmentation import HAND, OBJECT  # noqa: E402
 from utils.files import rounded  # noqa: E402
 from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspective, image_center,  # noqa: E402
                        reprojection_error)
 from utils.mano import JOINT_NAMES  # noqa: E402
-from utils.preprocessing import (SEG_STRIDE, AugParams, bbox_from_joints, crop_affine,  # noqa: E402
+from utils.preprocessing import (HAND, OBJECT, SEG_STRIDE, AugParams, bbox_from_joints, crop_affine,  # noqa: E402
                                  label_affine, load_img, process_bbox, warp_image)
 from utils.render import MeshRenderer, intrinsics, overlay_mesh  # noqa: E402
 from utils.transforms import apply_affine  # noqa: E402

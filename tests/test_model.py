@@ -11,7 +11,7 @@ from config import cfg
 from errors import UserError
 from model import Model, get_model, parameter_counts, parameter_summary
 from nets.mano_head import root_relative_mesh
-from nets.segmentation import IGNORE
+from utils.preprocessing import IGNORE_LABEL
 from utils.mano import ManoLayer
 
 ALL_OFF = dict(use_seg=False, use_iet=False, use_cgblock=False, use_let=False)
@@ -62,7 +62,7 @@ def consistent_samples(mano: ManoLayer, n: int, size: int, seed: int = 0) -> tup
     blobs = torch.exp(-d2 / (2 * 0.03 ** 2))
     img = (torch.einsum('njhw,jc->nchw', blobs, colours)).clamp(0, 1)
     seg = (blobs.amax(1)[:, 1::4, 1::4] > 0.3).long()                          # (n, S/4, S/4)
-    seg[-1] = IGNORE
+    seg[-1] = IGNORE_LABEL
     targets = {'joints_img': joints_img, 'joints_coord_cam': rel, 'mano_pose': pose,
                'mano_shape': shape, 'seg': seg}
     return {'img': img}, targets

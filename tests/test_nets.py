@@ -15,7 +15,8 @@ from nets.iic import CGBlock, IET, IETLayer
 from nets.let import LET, LETBlock, SelfAttention, stripe_attention
 from nets.loss import segmentation_loss
 from nets.mano_head import ManoHead, ground_truth_mesh
-from nets.segmentation import IGNORE, SegmentationHead, hand_feature, hand_image
+from nets.segmentation import SegmentationHead, hand_feature, hand_image
+from utils.preprocessing import IGNORE_LABEL
 from test_model import one_thread  # noqa: F401  (autouse: these tests also run on one thread)
 from utils.mano import ManoLayer
 from utils.rotation import axis_angle_to_matrix
@@ -100,7 +101,7 @@ def _reference_seg_loss(logits, labels):
     logp = logits.log_softmax(1)
     ce_terms, dices = [], []
     for b in range(labels.shape[0]):
-        valid = labels[b] != IGNORE
+        valid = labels[b] != IGNORE_LABEL
         if not valid.any():
             continue
         lab = labels[b][valid]
@@ -114,8 +115,8 @@ def _reference_seg_loss(logits, labels):
 def test_segmentation_loss_matches_reference_and_ignores_unlabelled_samples():
     logits = torch.randn(3, 3, 8, 8)
     labels = torch.randint(0, 3, (3, 8, 8))
-    labels[0, :4] = IGNORE           # partly labelled
-    labels[2] = IGNORE               # not labelled at all
+    labels[0, :4] = IGNORE_LABEL           # partly labelled
+    labels[2] = IGNORE_LABEL               # not labelled at all
     loss = segmentation_loss(logits, labels)
     assert torch.allclose(loss, _reference_seg_loss(logits, labels), atol=1e-5)
     assert torch.allclose(loss, segmentation_loss(logits[:2], labels[:2]), atol=1e-6)
@@ -123,7 +124,7 @@ def test_segmentation_loss_matches_reference_and_ignores_unlabelled_samples():
 
 def test_segmentation_loss_without_labels_is_exactly_zero():
     logits = torch.randn(2, 3, 8, 8, requires_grad=True)
-    loss = segmentation_loss(logits, torch.full((2, 8, 8), IGNORE))
+    loss = segmentation_loss(logits, torch.full((2, 8, 8), IGNORE_LABEL))
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(logits.grad).all() and logits.grad.abs().max() == 0
 

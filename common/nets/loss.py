@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nets.segmentation import HAND, IGNORE
+from utils.preprocessing import HAND, IGNORE_LABEL
 
 LOSS_KEYS = ('mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img', 'seg')
 
@@ -35,8 +35,8 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
         raise ValueError(f"targets['seg'] must have shape {(logits.shape[0], *logits.shape[2:])} "
                          f'(B, H/4, W/4), got {tuple(labels.shape)}')
     logits = logits.float()
-    valid = labels != IGNORE
-    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction='sum') / valid.sum().clamp(min=1)
+    valid = labels != IGNORE_LABEL
+    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL, reduction='sum') / valid.sum().clamp(min=1)
     mask = valid.float()
     p_hand = logits.softmax(dim=1)[:, HAND] * mask
     g_hand = (labels == HAND).float() * mask

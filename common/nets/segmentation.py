@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets.backbone import IMAGENET_MEAN
+from utils.preprocessing import HAND
 
 NUM_CLASSES = 3
-HAND, OBJECT = 1, 2
-IGNORE = 255
 
 
 class SegmentationHead(nn.Module):

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from utils.mano import JOINT_NAMES, NUM_JOINTS, NUM_VERTS
+from utils.preprocessing import HAND, IGNORE_LABEL
 
 WRIST = JOINT_NAMES.index('wrist')
 MIDDLE_MCP = JOINT_NAMES.index('middle1')
@@ -319,7 +320,7 @@ class IoUCounts:
         return self.intersection / self.union if self.union else float('nan')
 
 
-def seg_iou(pred_labels, gt_labels, cls: int = 1, ignore: int = 255) -> IoUCounts:
+def seg_iou(pred_labels, gt_labels, cls: int = HAND, ignore: int = IGNORE_LABEL) -> IoUCounts:
     """Intersection and union of class ``cls`` between label maps, skipping ``ignore`` pixels of gt.
 
     Args:

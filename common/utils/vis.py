@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from utils.mano import JOINT_NAMES, NUM_JOINTS
+from utils.preprocessing import HAND, OBJECT
 
 FINGERS = ('thumb', 'index', 'middle', 'ring', 'pinky')
 # RGB colour of each finger's bones and joints; the wrist is white.
@@ -20,7 +21,7 @@ WRIST_COLOUR = (255, 255, 255)
 BONES = tuple((0 if k == 1 else JOINT_NAMES.index(f'{finger}{k - 1}'), JOINT_NAMES.index(f'{finger}{k}'))
               for finger in FINGERS for k in range(1, 5))
 # Segmentation labels (0 background, 1 hand, 2 object) -> RGB tint.
-LABEL_COLOURS = {1: (40, 220, 60), 2: (230, 60, 220)}
+LABEL_COLOURS = {HAND: (40, 220, 60), OBJECT: (230, 60, 220)}
 
 
 def _finger_of(joint: int) -> str | None:

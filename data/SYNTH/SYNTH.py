@@ -22,7 +22,7 @@ import numpy as np
 
 from dataset import HandObjectDataset
 from errors import UserError
-from utils.preprocessing import IGNORE_LABEL
+from utils.preprocessing import IGNORE_LABEL, OBJECT
 
 
 class SYNTH(HandObjectDataset):
@@ -45,7 +45,7 @@ class SYNTH(HandObjectDataset):
         if labels is None:
             raise UserError(f'segmentation map {path} cannot be read; generate SYNTH again '
                             '(python data/SYNTH/generate.py)')
-        labels[labels > 2] = IGNORE_LABEL
+        labels[labels > OBJECT] = IGNORE_LABEL
         return labels
 
     def missing_annotation_hint(self) -> str:

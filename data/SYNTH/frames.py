@@ -17,13 +17,13 @@ from SYNTH.hand import Hand, HandRig
 from SYNTH.objects import PlacedObject
 from SYNTH.scene import HEIGHT, WIDTH, Scene, frame_rng, sample_scene
 from utils.files import rounded
+from utils.preprocessing import BACKGROUND, HAND, OBJECT
 from utils.render import MeshRenderer, RenderMesh
 from utils.transforms import cam2pixel
 
 LOW_RES = 4          # occlusion estimates while placing objects use 1/4 of the resolution
 DEPTH_TOL = 1e-5     # relative depth tolerance for "the hand is the front surface here"
 
-BACKGROUND, HAND, OBJECT = 0, 1, 2
 
 
 @dataclass

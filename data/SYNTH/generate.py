@@ -36,9 +36,9 @@ from SYNTH.scene import HEIGHT, SPLITS, WIDTH  # noqa: E402
 from utils.files import write_atomically  # noqa: E402
 from utils.mano import load_hand_model  # noqa: E402
 from utils.metrics import OCCLUSION_BUCKETS  # noqa: E402
+from utils.vis import LABEL_COLOURS  # noqa: E402
 
 GRID_TILE = (256, 192)
-HAND_TINT, OBJECT_TINT = np.array([40, 220, 60]), np.array([230, 60, 220])
 
 _maker: FrameMaker | None = None
 
@@ -175,8 +175,8 @@ def write_grid(out: Path, png: Path, split: str = 'train', count: int = 16) -> N
     for img_info, ann in zip(data['images'], anns):
         img = cv2.imread(str(out / img_info['file_name']))[..., ::-1].astype(np.float32)
         seg = cv2.imread(str(out / ann['seg_file_name']), cv2.IMREAD_UNCHANGED)
-        for label, tint in ((1, HAND_TINT), (2, OBJECT_TINT)):
-            mask = seg == label
+        for label, colour in LABEL_COLOURS.items():
+            mask, tint = seg == label, np.array(colour)
             img[mask] = 0.88 * img[mask] + 0.12 * tint
             edges = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((5, 5)))
             img[edges > 0] = tint
