@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ from utils.vis import prediction_sheet
 log = logging.getLogger('interacthand')
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, datasets=('testset',))
     which = parser.add_mutually_exclusive_group(required=True)
@@ -74,7 +75,7 @@ def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
     log.info(f'predictions on the first {len(examples["img"])} test crops drawn to {path}')
 
 
-def main(argv=None) -> dict | None:
+def main(argv: Sequence[str] | None = None) -> dict | None:
     args = parse_args(argv)
     apply_args(args)
     path = args.checkpoint if args.checkpoint is not None else find_snapshot(cfg.model_dir, args.test_epoch)

@@ -11,13 +11,14 @@ and the loss curves (train_curves.png) to output/log/.
 import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 
 import argparse
+from typing import Sequence
 
 from base import Trainer, find_snapshot, list_snapshots, load_checkpoint, model_config_from, setup_runtime
 from config import add_common_args, apply_args, cfg, parse_gpu
 from errors import run_cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, datasets=('trainset',))
     parser.add_argument('--continue', dest='resume', action='store_true',
@@ -29,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     apply_args(args)
     if args.resume and list_snapshots(cfg.model_dir):

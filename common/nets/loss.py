@@ -10,15 +10,20 @@ the shared backbone's gradients early on.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from utils.preprocessing import HAND, IGNORE_LABEL
 
+if TYPE_CHECKING:
+    from config import Config
+
 LOSS_KEYS = ('mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img', 'seg')
 
 
-def loss_weights(cfg) -> dict[str, float]:
+def loss_weights(cfg: Config) -> dict[str, float]:
     """The ``lambda_*`` of a config, by loss name (see :data:`LOSS_KEYS`)."""
     return {key: float(getattr(cfg, f'lambda_{key}')) for key in LOSS_KEYS}
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from utils.mano import JOINT_NAMES, NUM_JOINTS, NUM_VERTS
@@ -36,7 +37,7 @@ SUMMARY_KEYS = ('mpjpe', 'pa_mpjpe', 'pa_mpvpe', 'st_mpjpe', 'f5', 'f15', 'auc')
 OCCLUSION_BUCKETS = (('0-20%', 0.0, 0.2), ('20-40%', 0.2, 0.4), ('>40%', 0.4, np.inf))
 
 
-def _points(x, name: str) -> np.ndarray:
+def _points(x: npt.ArrayLike, name: str) -> np.ndarray:
     """``x`` as a float64 array of shape (..., N, 3); torch CPU tensors are accepted too."""
     a = np.asarray(x, dtype=np.float64)
     if a.ndim < 2 or a.shape[-1] != 3:
@@ -44,7 +45,7 @@ def _points(x, name: str) -> np.ndarray:
     return a
 
 
-def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pred: npt.ArrayLike, gt: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _points(pred, 'pred'), _points(gt, 'gt')
     if pred.shape != gt.shape:
         raise ValueError(f'pred {pred.shape} and gt {gt.shape} must have the same shape')
@@ -54,7 +55,7 @@ def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Alignment
 
-def procrustes_align(pred, gt) -> np.ndarray:
+def procrustes_align(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """Align ``pred`` to ``gt`` by the least-squares similarity transform (the challenge's
     ``align_w_scale``).
 
@@ -84,7 +85,7 @@ def procrustes_align(pred, gt) -> np.ndarray:
     return scale[..., None, None] * (p @ rot) + mu_g
 
 
-def scale_translation_align(pred, gt) -> np.ndarray:
+def scale_translation_align(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """Align joints by scale and translation only (the challenge's ``align_sc_tr``).
 
     The prediction is scaled so that its wrist-to-middle-MCP bone has the ground truth's length, then
@@ -110,29 +111,29 @@ def scale_translation_align(pred, gt) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Position errors (one value per sample: mean over points, metres)
 
-def point_errors(pred, gt) -> np.ndarray:
+def point_errors(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """(..., N, 3), (..., N, 3) -> (..., N) Euclidean distance of each point, metres."""
     pred, gt = _pair(pred, gt)
     return np.linalg.norm(pred - gt, axis=-1)
 
 
-def mpjpe(pred, gt) -> np.ndarray:
+def mpjpe(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """Mean per-joint position error without alignment: (..., N, 3) x2 -> (...,) metres."""
     return point_errors(pred, gt).mean(-1)
 
 
-def pa_mpjpe(pred, gt) -> np.ndarray:
+def pa_mpjpe(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """Mean per-joint error after :func:`procrustes_align`: (..., N, 3) x2 -> (...,) metres."""
     return point_errors(procrustes_align(pred, gt), gt).mean(-1)
 
 
-def pa_mpvpe(pred_verts, gt_verts) -> np.ndarray:
+def pa_mpvpe(pred_verts: npt.ArrayLike, gt_verts: npt.ArrayLike) -> np.ndarray:
     """Mean per-vertex error after :func:`procrustes_align` estimated on the vertices themselves
     (as the challenge does for MANO-topology meshes): (..., 778, 3) x2 -> (...,) metres."""
     return pa_mpjpe(pred_verts, gt_verts)
 
 
-def st_mpjpe(pred, gt) -> np.ndarray:
+def st_mpjpe(pred: npt.ArrayLike, gt: npt.ArrayLike) -> np.ndarray:
     """Mean per-joint error after :func:`scale_translation_align`:
     (..., 21, 3) x2 -> (...,) metres."""
     return point_errors(scale_translation_align(pred, gt), gt).mean(-1)
@@ -158,7 +159,7 @@ def nearest_distances(src: np.ndarray, dst: np.ndarray, upper_bound: float = np.
     return dist
 
 
-def f_score(pred_verts, gt_verts, threshold: float | Sequence[float]) -> FScore:
+def f_score(pred_verts: npt.ArrayLike, gt_verts: npt.ArrayLike, threshold: float | Sequence[float]) -> FScore:
     """F-score between two point sets from nearest-neighbour distances both ways.
 
     precision = share of predicted points whose nearest ground-truth point is closer than
@@ -197,7 +198,7 @@ def f_score(pred_verts, gt_verts, threshold: float | Sequence[float]) -> FScore:
 # ----------------------------------------------------------------------------------------------
 # PCK curve and its AUC
 
-def pck_curve(errors, thresholds: np.ndarray = PCK_THRESHOLDS) -> np.ndarray:
+def pck_curve(errors: npt.ArrayLike, thresholds: np.ndarray = PCK_THRESHOLDS) -> np.ndarray:
     """Percentage of correct keypoints: share of ``errors`` (any shape, metres) that are ``<=`` each
     threshold (T,) -> (T,) in 0..1."""
     e = np.sort(np.asarray(errors, dtype=np.float64).reshape(-1))
@@ -206,7 +207,7 @@ def pck_curve(errors, thresholds: np.ndarray = PCK_THRESHOLDS) -> np.ndarray:
     return np.searchsorted(e, thresholds, side='right') / e.size
 
 
-def pck_auc(errors, thresholds: np.ndarray = PCK_THRESHOLDS) -> float:
+def pck_auc(errors: npt.ArrayLike, thresholds: np.ndarray = PCK_THRESHOLDS) -> float:
     """Area under :func:`pck_curve` by the trapezoidal rule, divided by the threshold range, so a
     perfect prediction scores 1. With the default thresholds (100 evenly spaced over 0-50 mm) this is
     the challenge's AUC: it averages per-keypoint AUCs, which equals the AUC of the pooled errors
@@ -233,7 +234,8 @@ class HandMetrics:
     def __len__(self) -> int:
         return sum(len(a) for a in self._parts.get('mpjpe', []))
 
-    def update(self, joints_pred, joints_gt, verts_pred, verts_gt) -> None:
+    def update(self, joints_pred: npt.ArrayLike, joints_gt: npt.ArrayLike, verts_pred: npt.ArrayLike,
+               verts_gt: npt.ArrayLike) -> None:
         """Add one batch.
 
         Args:
@@ -278,7 +280,7 @@ class HandMetrics:
         return out
 
 
-def pa_mpjpe_by_bucket(per_sample_pa_mpjpe, occlusion) -> dict[str, dict]:
+def pa_mpjpe_by_bucket(per_sample_pa_mpjpe: npt.ArrayLike, occlusion: npt.ArrayLike) -> dict[str, dict]:
     """PA-MPJPE per occlusion bucket (0-20 %, 20-40 %, over 40 %).
 
     Args:
@@ -320,7 +322,8 @@ class IoUCounts:
         return self.intersection / self.union if self.union else float('nan')
 
 
-def seg_iou(pred_labels, gt_labels, cls: int = HAND, ignore: int = IGNORE_LABEL) -> IoUCounts:
+def seg_iou(pred_labels: npt.ArrayLike, gt_labels: npt.ArrayLike, cls: int = HAND,
+            ignore: int = IGNORE_LABEL) -> IoUCounts:
     """Intersection and union of class ``cls`` between label maps, skipping ``ignore`` pixels of gt.
 
     Args:

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from errors import UserError
 from utils.mano import JOINT_NAMES, MANO_TO_JOINTS, NUM_JOINTS, NUM_VERTS
@@ -42,7 +43,7 @@ def _check(joints: np.ndarray, verts: np.ndarray) -> None:
         raise ValueError(f'verts must have shape ({len(joints)}, {NUM_VERTS}, 3), got {verts.shape}')
 
 
-def to_ho3d(joints, verts) -> tuple[np.ndarray, np.ndarray]:
+def to_ho3d(joints: npt.ArrayLike, verts: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Code convention -> challenge convention.
 
     Args:
@@ -56,14 +57,15 @@ def to_ho3d(joints, verts) -> tuple[np.ndarray, np.ndarray]:
     return joints[:, CODE_TO_HO3D] * OPENGL_FLIP, verts * OPENGL_FLIP
 
 
-def from_ho3d(joints, verts) -> tuple[np.ndarray, np.ndarray]:
+def from_ho3d(joints: npt.ArrayLike, verts: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Challenge convention -> code convention; the inverse of :func:`to_ho3d`. Shapes as there."""
     joints, verts = np.asarray(joints, dtype=np.float64), np.asarray(verts, dtype=np.float64)
     _check(joints, verts)
     return joints[:, HO3D_TO_CODE] * OPENGL_FLIP, verts * OPENGL_FLIP
 
 
-def write_submission(joints, verts, json_path: str | Path, zip_path: str | Path) -> None:
+def write_submission(joints: npt.ArrayLike, verts: npt.ArrayLike, json_path: str | Path,
+                     zip_path: str | Path) -> None:
     """Write a challenge submission: ``json_path`` and ``zip_path`` holding it as ``pred.json``.
 
     Coordinates are rounded to :data:`DECIMALS` decimals of a metre (at most 0.5 micrometre off),
