@@ -8,6 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -340,3 +341,21 @@ def test_registry_builds_by_name_and_lists_names_for_unknown_ones(roots):
     with pytest.raises(UserError) as err:
         build_dataset('FreiHAND', TO_TENSOR, 'train')
     assert "'FreiHAND'" in str(err.value) and all(n in str(err.value) for n in DATASETS)
+
+
+def test_ho3d_v3_jpeg_images_are_found_even_when_the_first_is_missing(roots, tmp_path):
+    root = tmp_path / 'ho3d_v3'
+    shutil.copytree(roots['plain'], root)
+    pngs = sorted(root.glob('train/*/rgb/*.png'))
+    for png in pngs:                                   # v3 ships the same frames as JPEG
+        cv2.imwrite(str(png.with_suffix('.jpg')), cv2.imread(str(png)))
+        png.unlink()
+    saved = cfg.ho3d_root
+    cfg.update(ho3d_root=str(root))
+    try:
+        ds = HO3D(TO_TENSOR, 'train')
+        ds.entries[0].img_path.unlink()
+        again = HO3D(TO_TENSOR, 'train')
+    finally:
+        cfg.update(ho3d_root=saved)
+    assert all(e.img_path.suffix == '.jpg' and e.img_path.is_file() for e in again.entries[1:])

@@ -75,9 +75,12 @@ class HO3D(HandObjectDataset):
 
     def image_path(self, img: dict) -> Path:
         path = self.split_dir / img['file_name']
-        if self._rgb_suffix is None:  # v2 stores .png, v3 .jpg under the same names; probe once
-            alt = path.with_suffix('.jpg' if path.suffix == '.png' else '.png')
-            self._rgb_suffix = alt.suffix if not path.is_file() and alt.is_file() else path.suffix
+        if self._rgb_suffix is None:  # v2 stores .png, v3 .jpg under the same names: fixed by the
+            alt = path.with_suffix('.jpg' if path.suffix == '.png' else '.png')   # first image found
+            found = next((p for p in (path, alt) if p.is_file()), None)
+            if found is None:
+                return path
+            self._rgb_suffix = found.suffix
         return path.with_suffix(self._rgb_suffix)
 
     def mask_path(self, img: dict, ann: dict) -> Path | None:
