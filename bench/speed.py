@@ -3,9 +3,9 @@
     python bench/speed.py [--preset cpu|paper] [--json PATH] [--gpu cpu|0] [--repeats N]
 
 Per configuration: trainable parameters, forward GFLOPs at batch 1 (torch.utils.flop_counter; a
-multiply-add counts 2), latency at batch 1 (test mode, best of ``--repeats`` runs) and throughput at batch 16 (best
-of a quarter as many, at least 3; the configurations taking turns), peak memory of one training step at batch
-16 and, on CUDA, throughput at batch 64 with bf16 autocast and channels_last. It also measures a
+multiply-add counts 2), latency at batch 1 (test mode, best of ``--repeats`` runs) and throughput
+at batch 16 (best of a quarter as many, at least 3; the configurations taking turns), peak memory
+of one training step at batch 16 and, on CUDA, throughput at batch 64 with bf16 autocast and channels_last. It also measures a
 large float32 matrix multiply and gives the share of its GFLOP/s each network reaches at batch 1
 (``matmul_share_bs1`` in the JSON). Weights are random (pretrained=False): speed does not depend
 on them.

@@ -147,14 +147,15 @@ def model_config_from(ckpt: dict) -> dict:
 def _architecture_hint(ckpt: dict) -> str:
     """Why a snapshot does not fit the model built from ``cfg``, and what to do (end of a sentence)."""
     from config import cfg
-    now = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
+    now = cfg.to_dict()   # tuples as lists, as stored in snapshots
     differ = {k: v for k, v in model_config_from(ckpt).items() if now.get(k) != v}
     if not differ:
         return ('it was made by another version of the network code; use that version, or train '
                 'again with this one')
 
     def listed(values: dict) -> str:
-        return ', '.join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in values.items())
+        return ', '.join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in values.items())
     return (f'it was trained with {listed(differ)} and this run asks for '
             f'{listed({k: now[k] for k in differ})}: use the values it was trained with (test.py and '
             'the demo take them from the snapshot unless --preset or --set change them)')

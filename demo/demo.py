@@ -60,8 +60,8 @@ from utils.files import rounded  # noqa: E402
 from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspective, image_center,  # noqa: E402
                        reprojection_error)
 from utils.mano import JOINT_NAMES  # noqa: E402
-from utils.preprocessing import (HAND, OBJECT, SEG_STRIDE, AugParams, bbox_from_joints, crop_affine,  # noqa: E402
-                                 label_affine, load_img, process_bbox, warp_image)
+from utils.preprocessing import (HAND, OBJECT, SEG_STRIDE, AugParams, bbox_from_joints,  # noqa: E402
+                                 crop_affine, label_affine, load_img, process_bbox, warp_image)
 from utils.render import MeshRenderer, intrinsics, overlay_mesh  # noqa: E402
 from utils.transforms import apply_affine  # noqa: E402
 from utils.vis import colour_labels, draw_box, draw_skeleton, put_label  # noqa: E402

@@ -135,7 +135,7 @@ def test_one_side_only_is_an_error_for_the_other_side(tmp_path, mano_arrays):
     # get the built-in hand while right hands get MANO
     _write(tmp_path, mano_arrays, 'MANO_RIGHT.pkl')
     assert ManoLayer(tmp_path).model_id.startswith('mano:')
-    with pytest.raises(UserError, match='MANO_LEFT.pkl is missing beside .*MANO_RIGHT.pkl; left hands') as err:
+    with pytest.raises(UserError, match='MANO_LEFT.pkl is missing beside .*MANO_RIGHT.pkl; left') as err:
         ManoLayer(tmp_path, side='left')
     assert str(tmp_path) in str(err.value)
 

@@ -41,7 +41,8 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
                          f'(B, H/4, W/4), got {tuple(labels.shape)}')
     logits = logits.float()
     valid = labels != IGNORE_LABEL
-    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL, reduction='sum') / valid.sum().clamp(min=1)
+    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL, reduction='sum')
+    ce = ce / valid.sum().clamp(min=1)
     mask = valid.float()
     p_hand = logits.softmax(dim=1)[:, HAND] * mask
     g_hand = (labels == HAND).float() * mask

@@ -41,7 +41,8 @@ def output_file(path: Path, option: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f'{option} {path}: cannot create its folder ({err.strerror}); pick another path') from None
+        raise UserError(f'{option} {path}: cannot create its folder ({err.strerror}); '
+                        'pick another path') from None
     if path.is_dir() or not os.access(path.parent, os.W_OK):
         raise UserError(f'{option} {path}: cannot write there; pick a writable file path')
     return path
