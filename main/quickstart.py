@@ -1,7 +1,8 @@
 """The main job on a fresh machine, with nothing but the built-in defaults (``make quickstart``).
 
 1. generate a small SYNTH set (built-in hand model unless MANO is installed; reused when present),
-2. train the ``cpu`` preset on it (CPU, with the schedule of :data:`EPOCHS`),
+2. train the ``cpu`` preset on it (CPU, with the schedule of :data:`EPOCHS`; from scratch, its
+   snapshots of an earlier run removed first),
 3. test it, beside the errors of predicting the training set's mean hand for every image,
 4. run the demo on one evaluation image,
 then say where every output is. Everything goes to output/quickstart/ (SYNTH to data/SYNTH/data/),
