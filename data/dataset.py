@@ -54,7 +54,7 @@ from utils.files import write_atomically
 from utils.mano import NUM_JOINTS, NUM_VERTS, ManoLayer
 from utils.preprocessing import (HAND, IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
                                  color_scale, crop_affine, label_affine, load_img, process_bbox,
-                                 sample_aug, warp_image, warp_labels)
+                                 sample_aug, warp_image, warp_labels, whole_image_box)
 from utils.transforms import (apply_affine, cam2pixel, mirror_points, mirror_pose,
                               rotate_global_pose, rotate_points, rotation_z)
 
@@ -224,8 +224,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
     def _whole_image(self, width: int, height: int) -> np.ndarray:
         """The crop box of the whole image, at the input aspect ratio."""
-        aspect = cfg.input_img_shape[1] / cfg.input_img_shape[0]
-        return process_bbox(np.array([0, 0, width - 1, height - 1]), width, height, aspect)
+        return whole_image_box(width, height, cfg.input_img_shape[1] / cfg.input_img_shape[0])
 
     def _parse(self, img: dict, ann: dict) -> Entry:
         """One annotation -> Entry; its ``bbox`` is None when the box is outside the image."""

@@ -61,7 +61,8 @@ from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspe
                        reprojection_error)
 from utils.mano import JOINT_NAMES  # noqa: E402
 from utils.preprocessing import (HAND, OBJECT, SEG_STRIDE, AugParams, bbox_from_joints,  # noqa: E402
-                                 crop_affine, label_affine, load_img, process_bbox, warp_image)
+                                 crop_affine, label_affine, load_img, process_bbox, warp_image,
+                                 whole_image_box)
 from utils.render import MeshRenderer, intrinsics, overlay_mesh  # noqa: E402
 from utils.transforms import apply_affine  # noqa: E402
 from utils.vis import colour_labels, draw_box, draw_skeleton, put_label  # noqa: E402
@@ -118,8 +119,7 @@ class HandReconstructor:
         """The first pass over the whole image -> tight hand box (4,) and its source ('mask' or
         'joints', see BOX_SOURCES)."""
         h, w = img.shape[:2]
-        whole = process_bbox(np.array([0, 0, w - 1, h - 1]), w, h, 1.0)
-        first = self.predict(img, whole)
+        first = self.predict(img, whole_image_box(w, h))
         box = box_from_labels(first.labels) if first.labels is not None else None
         if box is not None:
             return box, 'mask'

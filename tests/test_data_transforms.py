@@ -7,7 +7,7 @@ import torch
 
 from utils.mano import ManoLayer
 from utils.preprocessing import (AugParams, bbox_from_joints, crop_affine, label_affine,
-                                 process_bbox, sample_aug, warp_image, warp_labels)
+                                 process_bbox, sample_aug, warp_image, warp_labels, whole_image_box)
 from utils.transforms import (apply_affine, cam2pixel, mirror_pose, mirror_x, pixel2cam,
                               rotate_global_pose, rotate_points, rotation_z)
 
@@ -128,3 +128,12 @@ def test_mirrored_pose_on_the_right_model_is_the_mirrored_left_hand(layers):
     left = _joints(layers['left'], pose, shape)
     right = _joints(layers['right'], mirror_pose(pose), shape)
     np.testing.assert_allclose(right, left * np.array([-1, 1, 1]), atol=1e-6)
+
+
+@pytest.mark.parametrize('width, height, aspect', [(640, 480, 1.0), (300, 900, 1.0), (640, 480, 0.75)])
+def test_whole_image_box_holds_the_image_at_the_aspect(width, height, aspect):
+    x, y, w, h = whole_image_box(width, height, aspect)
+    assert w / h == pytest.approx(aspect)
+    assert x <= 0 and y <= 0 and x + w >= width - 1 and y + h >= height - 1      # every pixel centre
+    assert (x + w / 2, y + h / 2) == pytest.approx(((width - 1) / 2, (height - 1) / 2))
+    assert min(x + w - (width - 1), y + h - (height - 1)) == pytest.approx(0, abs=1e-3)  # tight

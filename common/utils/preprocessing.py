@@ -69,6 +69,12 @@ def process_bbox(bbox: np.ndarray, width: int, height: int, aspect_ratio: float 
     return np.array([cx - w / 2, cy - h / 2, w, h], dtype=np.float32)
 
 
+def whole_image_box(width: int, height: int, aspect_ratio: float = 1.0) -> np.ndarray:
+    """The crop box x, y, w, h that holds the whole ``width`` x ``height`` image at ``aspect_ratio``
+    (w / h), centred on it (the crop is padded beyond the shorter side)."""
+    return process_bbox(np.array([0, 0, width - 1, height - 1]), width, height, aspect_ratio)
+
+
 @dataclass
 class AugParams:
     """One draw of the augmentation: crop scale, in-plane rotation (degrees, a positive angle
