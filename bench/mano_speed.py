@@ -10,8 +10,8 @@ import pickle
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'main'))
 import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
@@ -19,29 +19,18 @@ import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
 import torch  # noqa: E402
 
 from errors import run_cli  # noqa: E402
+from timing import interleaved_ms  # noqa: E402
 from utils.files import output_file  # noqa: E402
 from utils.mano import ManoLayer, load_hand_model  # noqa: E402
 
 BATCHES = (1, 64, 1024)
 
 
-def time_calls(fns: list, repeats: int, device: torch.device) -> list[float]:
-    """Median wall time of each ``fn()`` in milliseconds, after warm-up. The functions take turns
-    call by call, so a slow spell of the machine (clock, other load) hits all of them alike."""
-    for fn in fns:
-        for _ in range(3):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, times):
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            t.append((time.perf_counter() - t0) * 1e3)
-    return [statistics.median(t) for t in times]
+def median_ms(calls: dict[str, Callable[[], object]], repeats: int,
+              device: torch.device) -> dict[str, float]:
+    """Median wall time of each call in milliseconds over ``repeats`` interleaved rounds."""
+    times = interleaved_ms(calls, device, repeats, warmup=3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def smplx_layer(arrays: dict, device: torch.device):
@@ -65,12 +54,12 @@ def bench_device(device: torch.device, repeats: int) -> list[dict]:
         g = torch.Generator().manual_seed(b)
         pose = (torch.randn(b, 48, generator=g) * 0.5).to(device)
         shape = torch.randn(b, 10, generator=g).to(device)
-        fns = [lambda: ours(pose, shape)]
+        calls = {'ours': lambda: ours(pose, shape)}
         if theirs is not None:
-            fns.append(lambda: theirs(betas=shape, global_orient=pose[:, :3], hand_pose=pose[:, 3:]))
+            calls['smplx'] = lambda: theirs(betas=shape, global_orient=pose[:, :3], hand_pose=pose[:, 3:])
         with torch.inference_mode():
-            times = time_calls(fns, repeats * (5 if b < 1024 else 1), device)
-        t_ours, t_smplx = times[0], (times[1] if theirs is not None else None)
+            times = median_ms(calls, repeats * (5 if b < 1024 else 1), device)
+        t_ours, t_smplx = times['ours'], times.get('smplx')
         rows.append({'device': device.type, 'batch': b, 'ours_ms': t_ours, 'smplx_ms': t_smplx,
                      'speedup': t_smplx / t_ours if t_smplx else None})
     return rows

@@ -38,6 +38,7 @@ from tqdm import tqdm  # noqa: E402
 
 from config import add_common_args, apply_args, cfg, parse_gpu, select_device  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
+from timing import interleaved_ms, sync  # noqa: E402
 from utils.files import output_file  # noqa: E402
 from model import Model, parameter_summary  # noqa: E402
 
@@ -58,28 +59,11 @@ def build(name: str) -> Model:
     return Model(cfg)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def best_ms(calls: dict[str, Callable[[], object]], device: torch.device, repeats: int,
-            warmup: int = 2) -> dict[str, float]:
-    """Best wall time of each call over ``repeats`` rounds, in milliseconds, after ``warmup`` rounds.
-
-    The calls take turns within each round, so a change in the machine's load hits all of them
-    alike; the minimum, not the median, because on a shared machine noise only ever adds time.
-    """
-    best = {name: float('inf') for name in calls}
-    for round_ in range(warmup + repeats):
-        for name, fn in calls.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            if round_ >= warmup:
-                best[name] = min(best[name], (time.perf_counter() - t0) * 1e3)
-    return best
+def best_ms(calls: dict[str, Callable[[], object]], device: torch.device,
+            repeats: int) -> dict[str, float]:
+    """Best wall time of each call over ``repeats`` interleaved rounds, in milliseconds: the
+    minimum, not the median, because on a shared machine noise only ever adds time."""
+    return {name: min(t) for name, t in interleaved_ms(calls, device, repeats).items()}
 
 
 def random_batch(b: int, size: int, device: torch.device) -> tuple[dict, dict]:
