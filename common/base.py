@@ -104,11 +104,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dic
     """Read a snapshot; a missing or unreadable file is a :class:`UserError` naming it."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f'checkpoint {path} is a folder; pass one snapshot file in it '
-                        '(snapshot_N.pth.tar), or its epoch with --test_epoch N')
+        raise UserError(f'checkpoint {path} is a folder; pass one snapshot_N.pth.tar file in it')
     if not path.is_file():
-        raise UserError(f'checkpoint {path} does not exist; pass --checkpoint PATH or --test_epoch N '
-                        'of a snapshot in output/model_dump/')
+        raise UserError(f'checkpoint {path} does not exist; pass the path of a snapshot_N.pth.tar '
+                        'file (training writes them to output/model_dump/)')
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # truncated or foreign file

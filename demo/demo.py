@@ -211,12 +211,7 @@ def quickstart_model_dir() -> Path:
 def find_checkpoint(explicit: Path | None) -> Path:
     """--checkpoint, else the newest snapshot in cfg.model_dir, else the newest of the quickstart."""
     if explicit is not None:
-        if explicit.is_dir():
-            raise UserError(f'checkpoint {explicit} is a folder; pass one snapshot_N.pth.tar file in it')
-        if not explicit.is_file():
-            raise UserError(f'checkpoint {explicit} does not exist; pass the path of a '
-                            'snapshot_N.pth.tar file (training writes them to output/model_dump/)')
-        return explicit
+        return explicit   # load_checkpoint says what is wrong with it, if anything
     folders = (cfg.model_dir, quickstart_model_dir())
     for folder in folders:
         snaps = list_snapshots(folder)

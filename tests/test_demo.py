@@ -196,6 +196,7 @@ def trained(tmp_path_factory):
     cfg.reset()
     cfg.update(preset='cpu', trainset='SYNTH', synth_root=str(synth), output_dir=str(root / 'output'))
     torch.manual_seed(0)
+    np.random.seed(0)                                     # the loader's augmentation
     dataset = SYNTH(transforms.ToTensor(), 'train')
     inputs, targets, meta = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
     model = get_model('train')
@@ -281,12 +282,18 @@ def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path, capsys):
     joints_rel, joints_2d = np.array(result['joints_3d_root_relative_m']), np.array(result['joints_2d_px'])
     f, c = np.array(fit['focal_px']), np.array(fit['princpt_px'])
     try:
-        t = fit_translation(joints_rel, joints_2d, f, c)
+        best = fit_translation(joints_rel, joints_2d, f, c)
     except FitError:
         assert 'no camera in front' in fit['failed'] and 'translation_m' not in fit
         np.testing.assert_allclose(verts, _mano_mesh(result) + [0, 0, demo.NOMINAL_DEPTH], atol=2e-4)
     else:
-        np.testing.assert_allclose(fit['translation_m'], t, atol=2e-6)
+        # The demo fitted the unrounded outputs, this the JSON's (1 um, 1/1000 px). A briefly
+        # trained network's hand may sit metres away, where the optimum is flat and rounding moves
+        # it far; so compare what the fit minimises, the RMS reprojection error.
+        def rms(trans: np.ndarray) -> float:
+            return float(np.sqrt(((cam2pixel(joints_rel + trans, f, c) - joints_2d) ** 2).sum(1).mean()))
+        t = np.array(fit['translation_m'])
+        assert rms(t) <= rms(best) + 0.01
         assert any('fitted translation' in c for c in comments)
         # OBJ = the MANO mesh of the JSON's pose and shape, root-relative, moved by the translation
         np.testing.assert_allclose(verts, _mano_mesh(result) + t, atol=2e-4)

@@ -151,6 +151,7 @@ def test_snapshot_that_does_not_fit_names_the_settings_that_differ(trained):
      'is damaged or incomplete'),
     (lambda p: p.write_text('epoch 1'), 'cannot read checkpoint .*; it is not an InteractHand snapshot'),
     (lambda p: p.mkdir(), 'is a folder'),
+    (lambda p: None, 'does not exist; pass the path of a snapshot_N.pth.tar file'),
 ])
 def test_unreadable_snapshots_are_named(trained, make, words):
     path = trained / 'bad' / 'snapshot_1.pth.tar'

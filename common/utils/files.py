@@ -1,4 +1,5 @@
-"""Writing files so that an interrupted or failed write never leaves a broken one behind."""
+"""Writing output files: atomically (an interrupted or failed write never leaves a broken file),
+to paths checked before long work, with numbers rounded for JSON."""
 from __future__ import annotations
 
 import os

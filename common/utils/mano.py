@@ -381,16 +381,19 @@ class ManoLayer(nn.Module):
                 trans: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """pose (B, 48) or (B, 3 + num_pca_comps), shape (B, 10), trans (B, 3) or None ->
         verts (B, 778, 3), joints (B, 21, 3), metres."""
-        self._check_inputs(pose, shape, trans)
-        out = self.forward_rotmat(self.pose_to_rotmat(pose.to(self.v_template.dtype)), shape, trans)
+        out = self._forward_pose(pose, shape, trans, with_transforms=False)
         return out.verts, out.joints
 
     def forward_full(self, pose: torch.Tensor, shape: torch.Tensor,
                      trans: torch.Tensor | None = None) -> ManoOutput:
         """As :meth:`forward`, also returning the 16 joint transforms."""
+        return self._forward_pose(pose, shape, trans, with_transforms=True)
+
+    def _forward_pose(self, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor | None,
+                      with_transforms: bool) -> ManoOutput:
         self._check_inputs(pose, shape, trans)
-        dtype = self.v_template.dtype
-        return self.forward_rotmat(self.pose_to_rotmat(pose.to(dtype)), shape, trans, with_transforms=True)
+        rotmat = self.pose_to_rotmat(pose.to(self.v_template.dtype))
+        return self.forward_rotmat(rotmat, shape, trans, with_transforms=with_transforms)
 
     def forward_rotmat(self, rotmat: torch.Tensor, shape: torch.Tensor,
                        trans: torch.Tensor | None = None, with_transforms: bool = False) -> ManoOutput:
