@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from errors import UserError, run_cli  # noqa: E402
 from utils.mano import SIDES, HandModel, ManoLayer, load_hand_model  # noqa: E402
-from utils.proxy_hand import FINGER_JOINTS  # noqa: E402
+from utils.proxy_hand import FINGER_JOINTS, OPPOSED_RING  # noqa: E402
 from utils.render import MeshRenderer, RenderMesh, intrinsics  # noqa: E402
 
 TILE = 400            # pixels per tile
@@ -112,7 +112,7 @@ def named_poses(layer: ManoLayer, model: HandModel, frame: HandFrame) -> list[tu
     fist = place_thumb(layer, frame, pose(flex((1.45, 1.6, 1.0))),
                        lambda j: 0.5 * (j[10] + j[11]) + 0.012 * palmar)
     # Opposition: the thumb's tip meets the tip of the flexed ring finger (joint 16).
-    opposition = place_thumb(layer, frame, pose({**flex((0.95, 1.15, 0.65), ('ring',)),
+    opposition = place_thumb(layer, frame, pose({**flex(OPPOSED_RING, ('ring',)),
                                                  **flex((0.5, 0.7, 0.4), ('pinky',)),
                                                  **flex((0.2, 0.3, 0.15), ('index', 'middle'))}),
                              lambda j: j[16])

@@ -807,7 +807,7 @@ def _joint_regressor(verts: np.ndarray, skel: Skeleton) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Pose space: the relaxed mean and the synergies (axis-angle of joints 1-15, rest frames)
 
-_OPPOSED_RING = (0.95, 1.15, 0.65)   # ring flexion (MCP, PIP, DIP) at which the thumb meets it
+OPPOSED_RING = (0.95, 1.15, 0.65)    # ring flexion (MCP, PIP, DIP) at which the thumb meets it
 _PALM_CLEARANCE = 0.038              # the opposed thumb's MCP and IP joints stay this far in front
 # Relaxed flexion (MCP, PIP, DIP), radians; spread at the MCP (+: toward the thumb); the thumb a
 # quarter of the way to opposition.
@@ -833,12 +833,12 @@ def _chain(bones: list[Bone], rots: list) -> tuple[list[np.ndarray], np.ndarray,
 
 def _opposition(skel: Skeleton) -> np.ndarray:
     """(5,) full thumb opposition: CMC rotation vector, MCP and IP flexion (radians), bringing
-    the thumb's pad onto the pad of the ring finger flexed by _OPPOSED_RING, pads facing each
+    the thumb's pad onto the pad of the ring finger flexed by OPPOSED_RING, pads facing each
     other, the thumb passing in front of the palm, with as little rotation as that allows."""
     from scipy.optimize import minimize
     from scipy.spatial.transform import Rotation
     thumb, ring = skel.digits['thumb'], skel.digits['ring']
-    _, ring_pad, ring_n = _chain(ring, [Rotation.from_rotvec(b.l * a) for b, a in zip(ring, _OPPOSED_RING)])
+    _, ring_pad, ring_n = _chain(ring, [Rotation.from_rotvec(b.l * a) for b, a in zip(ring, OPPOSED_RING)])
 
     def cost(x: np.ndarray) -> float:
         rots = [Rotation.from_rotvec(x[:3]), Rotation.from_rotvec(thumb[1].l * x[3]),
