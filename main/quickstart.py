@@ -30,8 +30,9 @@ from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle, mean_rota
 
 NUM_TRAIN, NUM_EVAL, SEED = 2000, 200, 0
 # 8 epochs over 2000 frames instead of the preset's 15 over 1000: as many training steps, twice as
-# many different hands (PA-MPJPE 3 % below the mean-pose guess instead of 2 % at the same training
-# time; 4000 x 4 was no better; README, "Why the quickstart hardly learns the fingers").
+# many different hands (measured with the preset's earlier 64 px crops: PA-MPJPE 3 % below the
+# mean-pose guess instead of 2 % at the same training time; 4000 x 4 was no better; README, "Why
+# the quickstart hardly learns the fingers").
 EPOCHS, LR_DEC_EPOCH = 8, '5,7'
 OUT = QUICKSTART_DIR
 COMMON = ['--gpu', 'cpu', '--preset', 'cpu', '--set', f'output_dir={OUT}']

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from config import cfg
+from config import PRESETS, cfg
 from errors import UserError
 from model import Model, get_model, parameter_counts, parameter_summary
 from nets.mano_head import root_relative_mesh
@@ -17,6 +17,8 @@ from utils.mano import ManoLayer
 ALL_OFF = dict(use_seg=False, use_iet=False, use_cgblock=False, use_let=False)
 OUT_KEYS = {'joints_coord_cam', 'mesh_coord_cam', 'joints_coord_img', 'mano_pose', 'mano_shape'}
 LOSS_KEYS = {'mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img'}
+
+SIZE = PRESETS['cpu']['input_img_shape'][0]   # the crops the cpu preset's network takes
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -121,13 +123,13 @@ def test_input_sizes(configure, size):
     assert out['mesh_coord_cam'].shape == (1, 778, 3) and out['seg'].shape[-1] == size // 4
 
 
-@pytest.mark.parametrize('shape', [(1, 3, 200, 200), (1, 4, 64, 64), (1, 3, 128, 128), (3, 64, 64)])
+@pytest.mark.parametrize('shape', [(1, 3, 200, 200), (1, 4, SIZE, SIZE), (1, 3, 128, 128), (3, SIZE, SIZE)])
 def test_wrong_input_shape_is_refused(configure, shape):
     configure()
     model = get_model('test')
     with pytest.raises(ValueError) as err:
         model({'img': torch.rand(*shape)}, None, None, 'test')
-    assert '(B, 3, 64, 64)' in str(err.value) and str(shape) in str(err.value)
+    assert f'(B, 3, {SIZE}, {SIZE})' in str(err.value) and str(shape) in str(err.value)
 
 
 def test_imagenet_weights_are_fetched_for_training_only(configure, tmp_path, monkeypatch):
@@ -176,7 +178,7 @@ def _grad_norms(model: Model, loss: torch.Tensor) -> dict[str, float]:
 def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale):
     configure(mesh_grad_scale=scale)
     model = get_model('train')
-    inputs, targets = _train_batch(64, n=3)
+    inputs, targets = _train_batch(SIZE, n=3)
     losses = model(inputs, targets, {}, 'train')
     mesh = _grad_norms(model, losses['mano_verts'] + losses['mano_joints'])
     assert mesh['encoder'] > 0
@@ -195,7 +197,7 @@ def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale):
 def test_mesh_loss_gt_root_ignores_the_predicted_global_rotation(configure):
     """With mesh_loss_gt_root the vertex loss depends on the predicted finger rotations only: a
     change of the predicted global rotation changes the plain loss but not this one."""
-    inputs, targets = _train_batch(64, n=2)
+    inputs, targets = _train_batch(SIZE, n=2)
     values = {}
     for gt_root in (False, True):
         configure(mesh_loss_gt_root=gt_root)
@@ -222,7 +224,7 @@ def test_mesh_loss_gt_root_ignores_the_predicted_global_rotation(configure):
 def test_eval_is_deterministic_and_per_sample(configure):
     configure()
     model = get_model('test')
-    img = torch.rand(3, 3, 64, 64)
+    img = torch.rand(3, 3, SIZE, SIZE)
     with torch.no_grad():
         a = model({'img': img}, None, None, 'test')
         b = model({'img': img}, None, None, 'test')
