@@ -174,9 +174,10 @@ def _grad_norms(model: Model, loss: torch.Tensor) -> dict[str, float]:
                                  ('encoder', model.regressor.encoder))}
 
 
+@pytest.mark.parametrize('branch', ['image', 'feature'])
 @pytest.mark.parametrize('scale', [0.0, 0.5, 1.0])
-def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale):
-    configure(mesh_grad_scale=scale)
+def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale, branch):
+    configure(mesh_grad_scale=scale, hand_branch=branch)
     model = get_model('train')
     inputs, targets = _train_batch(SIZE, n=3)
     losses = model(inputs, targets, {}, 'train')
@@ -185,7 +186,7 @@ def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale):
     assert mesh['seg_head'] == 0            # the hand view's mask never passes the mesh gradient
     assert (mesh['backbone'] > 0) == (scale > 0) and (mesh['hand_head'] > 0) == (scale > 0)
     if scale == 0.5:                        # exactly half of what flows at 1
-        configure(mesh_grad_scale=1.0)
+        configure(mesh_grad_scale=1.0, hand_branch=branch)
         full = get_model('train')
         full.load_state_dict(model.state_dict())
         ref = _grad_norms(full, sum(v for k, v in full(inputs, targets, {}, 'train').items()
