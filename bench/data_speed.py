@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from config import ROOT, cfg  # noqa: E402
+from config import ROOT  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from utils.files import output_file  # noqa: E402
 from HO3D.HO3D import HO3D  # noqa: E402
@@ -112,7 +112,6 @@ def main() -> None:
     if train_file is not None and not train_file.is_file():
         raise UserError(f'--synth {args.synth}: {train_file} does not exist; pass a folder made by '
                         'data/SYNTH/generate.py, or leave --synth out to make a small one')
-    cfg.update(input_img_shape=f'{args.size},{args.size}')
     torch.set_num_threads(1)  # one DataLoader worker's share of the machine
     cv2.setNumThreads(1)
     np.random.seed(0)
@@ -121,20 +120,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_ho3d_fixture(tmp / 'ho3d', 64, masks=True)
-        cfg.update(ho3d_root=str(tmp / 'ho3d'))
-        rates['ho3d_format'] = throughput(HO3D(to_tensor, 'train'), args.samples, 'HO3D-format')
+        rates['ho3d_format'] = throughput(HO3D(to_tensor, 'train', tmp / 'ho3d', args.size),
+                                          args.samples, 'HO3D-format')
 
         write_ho3d_fixture(tmp / 'ho3d_plain', 64, masks=False)
-        cfg.update(ho3d_root=str(tmp / 'ho3d_plain'))
-        rates['ho3d_first_pass_rendering'] = throughput(HO3D(to_tensor, 'train'), 60,
+        rates['ho3d_first_pass_rendering'] = throughput(HO3D(to_tensor, 'train', tmp / 'ho3d_plain', args.size), 60,
                                                         'HO3D-format, rendering silhouettes', warmup=0)
 
         synth = args.synth
         if synth is None:
             synth = tmp / 'synth'
             make_synth(synth, 64)
-        cfg.update(synth_root=str(synth))
-        rates['synth'] = throughput(SYNTH(to_tensor, 'train'), args.samples, 'SYNTH')
+        rates['synth'] = throughput(SYNTH(to_tensor, 'train', synth, args.size), args.samples, 'SYNTH')
 
     ok = min(rates['ho3d_format'], rates['synth']) >= TARGET
     print(f"data_speed: SYNTH {rates['synth']:.1f}, HO3D-format {rates['ho3d_format']:.1f} "

@@ -36,7 +36,8 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from config import add_common_args, apply_args, cfg, parse_gpu, select_device  # noqa: E402
+from config import Config, add_common_args, args_overrides, parse_gpu  # noqa: E402
+from runtime import select_device  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from timing import interleaved_ms, sync  # noqa: E402
 from utils.files import output_file  # noqa: E402
@@ -53,10 +54,10 @@ MEM_TARGET_MB = {('cpu', 'cpu'): 4096, ('paper', 'cuda'): 20480}
 EFFICIENCY_TARGET = 0.6
 
 
-def build(name: str) -> Model:
-    """The network of configuration ``name`` on top of the preset and command-line settings."""
-    cfg.update(**{**SWITCHES_ON, **CONFIGS[name], 'pretrained': False})
-    return Model(cfg)
+def config_of(name: str, settings: dict) -> Config:
+    """The config of configuration ``name`` on top of ``settings`` (the preset, as ``preset``, and
+    the command-line fields)."""
+    return Config().update(**{**settings, **SWITCHES_ON, **CONFIGS[name], 'pretrained': False})
 
 
 def best_ms(calls: dict[str, Callable[[], object]], device: torch.device,
@@ -101,10 +102,8 @@ def _cpu_peak_child(fields: dict, batch: int, queue) -> None:
     """In a fresh process: one training step of the network ``fields`` describe; reports the
     peak resident size in MB."""
     torch.set_num_threads(queue.get())
-    cfg.update(**fields)
-    model = Model(cfg)
-    size = cfg.input_img_shape[0]
-    train_step(model, batch, size, torch.device('cpu'))
+    conf = Config().update(**fields)
+    train_step(Model(conf), batch, conf.input_img_shape[0], torch.device('cpu'))
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux
 
 
@@ -137,13 +136,15 @@ def matmul_gflops(device: torch.device, n: int) -> float:
     return 2 * n ** 3 / (ms * 1e-3) / 1e9
 
 
-def measure(device: torch.device, repeats: int) -> dict[str, dict]:
-    """Every figure for every configuration; timings interleave the configurations."""
+def measure(settings: dict, device: torch.device, repeats: int) -> dict[str, dict]:
+    """Every figure for every configuration (on top of ``settings``, see :func:`config_of`);
+    timings interleave the configurations."""
     models, fields, rows = {}, {}, {}
     for name in CONFIGS:
-        models[name] = build(name).to(device).eval()
-        fields[name] = cfg.to_dict()
-    size = cfg.input_img_shape[0]
+        conf = config_of(name, settings)
+        models[name] = Model(conf).to(device).eval()
+        fields[name] = conf.to_dict()
+    size = conf.input_img_shape[0]
     steps = tqdm(total=4 + len(CONFIGS), desc='measuring', file=sys.stderr)
     for name, model in models.items():
         rows[name] = {'params': sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -223,15 +224,16 @@ def main() -> None:
     if args.repeats < 1:
         raise UserError(f'--repeats must be at least 1, got {args.repeats}')
     args.preset = args.preset or 'cpu'
-    apply_args(args)
+    settings = {'preset': args.preset, **args_overrides(args)}
+    conf = Config().update(**settings)
     device, _ = select_device(parse_gpu(args.gpu))
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    print(f'preset {args.preset}, {cfg.input_img_shape[0]} px, {cfg.backbone}, feat_dim {cfg.feat_dim}, '
+    print(f'preset {args.preset}, {conf.input_img_shape[0]} px, {conf.backbone}, feat_dim {conf.feat_dim}, '
           f'device {device}, {torch.get_num_threads()} threads, load average {load:.2f} on {cpus} '
           'CPUs' + (' (busy: CPU timings are noisy)' if load > 0.25 * cpus else ''))
     n = 4096 if device.type == 'cuda' else 2048
     mm = matmul_gflops(device, n)
-    rows = measure(device, args.repeats)
+    rows = measure(settings, device, args.repeats)
     mm = max(mm, matmul_gflops(device, n))  # before and after: the better of the two
     for name, r in rows.items():
         r['gflop_per_s_bs1'] = r['gflops'] / (r['latency_ms_bs1'] * 1e-3)

@@ -1,14 +1,28 @@
 """Does interaction-aware segmentation and refinement pay off under occlusion? Trains InteractHand,
-the one-view baseline and the single ablations on the same SYNTH split with the same budget, tests
-each, and prints one table (also written as JSON and as a bar chart).
+the one-view baseline and the ablations on the same SYNTH data with the same budget, tests each,
+and compares every configuration with the baseline frame by frame.
 
-    python bench/synth_accuracy.py --budget short     # about an hour on 2 CPU cores
-    python bench/synth_accuracy.py --budget long
+    python bench/synth_accuracy.py --budget medium --seed 1 --only InteractHand baseline \\
+        --json docs/results/synth_medium_seed1.json
+    python bench/synth_accuracy.py --budget medium --seed 1 --continue ...   # after an interruption
 
-Every configuration uses the ``cpu`` preset, the same epochs and the same seed; only the ablation
-switches differ. Results go to output/bench/synth_accuracy/<budget>/. An interrupted run resumes
-where it stopped (finished configurations are reused, a half-trained one continues from its
-newest snapshot).
+Budgets (every configuration: the ``cpu`` preset, the same data, epochs and seed):
+  short   2000 training frames, 500 evaluation frames, 12 epochs (lr x0.3 at 8 and 11)
+  medium  6000 training frames, 600 evaluation frames (200 per occlusion bucket, kept from 1000
+          generated, the first of each bucket in frame order), 12 epochs (lr x0.3 at 8 and 11),
+          validation every 2 epochs; about 40 minutes of training per configuration on 2 cores
+  long    6000 training frames, 1000 evaluation frames, 30 epochs (lr x0.3 at 20 and 27)
+
+--seed S seeds both the SYNTH data and the training. Work goes to
+output/bench/synth_accuracy/<budget>_seed<S>/ (the data beside it, shared by all
+configurations). An interrupted run goes on with --continue: finished configurations are reused
+and the unfinished one continues from its newest snapshot (one epoch lost at most).
+
+The results (also written as JSON, a text table and a bar chart) hold, per configuration, the
+metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time, and the paired
+comparison with the baseline: the mean per-frame PA-MPJPE difference (configuration minus
+baseline, mm; negative is better) with a bootstrap 95 % interval over evaluation frames, overall
+and per bucket.
 """
 import sys
 from pathlib import Path
@@ -20,89 +34,191 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
+import numpy as np  # noqa: E402
+
+from checkpoints import list_snapshots, load_checkpoint  # noqa: E402
 from config import ROOT  # noqa: E402
-from errors import run_cli  # noqa: E402
+from errors import UserError, run_cli  # noqa: E402
 from quickstart import mean_pose_errors, run, synth_ready  # noqa: E402
 from run_all import machine  # noqa: E402
+from utils.files import output_file, write_atomically  # noqa: E402
 from utils.metrics import OCCLUSION_BUCKETS  # noqa: E402
 
+ALL_OFF = dict(use_seg=False, use_iet=False, use_cgblock=False, use_let=False)
 CONFIGS = {
     'InteractHand': {},
-    'baseline (all off)': dict(use_seg=False, use_iet=False, use_cgblock=False, use_let=False),
-    'no segmentation': dict(use_seg=False),
-    'no IET': dict(use_iet=False),
-    'no CGBlock': dict(use_cgblock=False),
-    'no LET': dict(use_let=False),
+    'baseline': ALL_OFF,
+    'no_seg': dict(use_seg=False),
+    'no_iet': dict(use_iet=False),
+    'no_cgblock': dict(use_cgblock=False),
+    'no_let': dict(use_let=False),
+    'image_branch': dict(hand_branch='image'),
 }
 BUDGETS = {
-    'short': dict(num_train=2000, num_eval=500, end_epoch=12, lr_dec_epoch='8,11'),
-    'long': dict(num_train=6000, num_eval=1000, end_epoch=30, lr_dec_epoch='20,27'),
+    'short': dict(num_train=2000, num_eval=500, end_epoch=12, lr_dec_epoch='8,11', val_every=0),
+    'medium': dict(num_train=6000, num_eval=1000, per_bucket=200, end_epoch=12, lr_dec_epoch='8,11',
+                   val_every=2),
+    'long': dict(num_train=6000, num_eval=1000, end_epoch=30, lr_dec_epoch='20,27', val_every=5),
 }
-SEED = 1
-BUCKETS = tuple(name for name, _, _ in OCCLUSION_BUCKETS)
+BUCKET_KEYS = {name: name.rstrip('%') for name, _, _ in OCCLUSION_BUCKETS}   # '0-20%' -> '0-20'
+MIN_PER_BUCKET = 150
+BOOTSTRAP = 10000
 
 
-def slug(name: str) -> str:
-    return ''.join(c if c.isalnum() else '_' for c in name.lower()).strip('_')
+# ----------------------------------------------------------------------------------------------
+# Data
+
+def stratify(root: Path, per_bucket: int, seed: int) -> dict[str, int]:
+    """Keep the first ``per_bucket`` evaluation frames of each occlusion bucket (frame order) in
+    ``SYNTH_evaluation_data.json``; the full list stays in ``SYNTH_evaluation_pool.json``.
+    Returns the frames per bucket; fewer than MIN_PER_BUCKET in a bucket is a UserError."""
+    ann_dir = root / 'annotations'
+    pool_file, eval_file = ann_dir / 'SYNTH_evaluation_pool.json', ann_dir / 'SYNTH_evaluation_data.json'
+    if not pool_file.is_file():
+        eval_file.rename(pool_file)
+    pool = json.loads(pool_file.read_text())
+    kept, counts = [], {}
+    for name, low, high in OCCLUSION_BUCKETS:
+        ids = [a['image_id'] for a in pool['annotations'] if low <= a['occlusion'] < high][:per_bucket]
+        if len(ids) < MIN_PER_BUCKET:
+            raise UserError(f'{pool_file} has only {len(ids)} frames with occlusion {name}; generate more '
+                            f'evaluation frames (BUDGETS in {Path(__file__).name})')
+        counts[BUCKET_KEYS[name]] = len(ids)
+        kept += ids
+    kept = set(kept)
+    subset = {**pool, 'images': [i for i in pool['images'] if i['id'] in kept],
+              'annotations': [a for a in pool['annotations'] if a['image_id'] in kept]}
+    subset['info'] = {**pool['info'], 'stratified': {'pool': len(pool['images']), 'per_bucket': per_bucket,
+                                                     'seed': seed}}
+    text = json.dumps(subset)
+    write_atomically(eval_file, lambda tmp: tmp.write_text(text))
+    return counts
 
 
-def train_and_test(name: str, switches: dict, budget: dict, data: Path, out: Path) -> dict:
-    """Train one configuration (resuming if interrupted) and test it; returns its metrics with
-    the training time."""
-    run_dir = out / slug(name)
+def prepare_data(budget: dict, seed: int, root: Path) -> Path:
+    """Generate the budget's SYNTH set under ``root`` unless it is there (stratified for the
+    medium budget); returns ``root``."""
+    per_bucket = budget.get('per_bucket')
+    eval_file = root / 'annotations' / 'SYNTH_evaluation_data.json'
+    if eval_file.is_file() and per_bucket and (root / 'annotations' / 'SYNTH_train_data.json').is_file():
+        info = json.loads(eval_file.read_text()).get('info', {})
+        if info.get('seed') == seed and info.get('stratified', {}).get('per_bucket') == per_bucket:
+            print(f'=== SYNTH data: reusing {root}')
+            return root
+    if per_bucket is None and synth_ready(root, budget['num_train'], budget['num_eval'], seed):
+        print(f'=== SYNTH data: reusing {root}')
+        return root
+    (root / 'annotations' / 'SYNTH_evaluation_pool.json').unlink(missing_ok=True)
+    run('generate SYNTH', ['data/SYNTH/generate.py', '--num-train', budget['num_train'],
+                           '--num-eval', budget['num_eval'], '--seed', seed, '--out', root])
+    if per_bucket:
+        print(f'evaluation frames kept per occlusion bucket: {stratify(root, per_bucket, seed)}')
+    return root
+
+
+# ----------------------------------------------------------------------------------------------
+# Training and testing
+
+def train_and_test(name: str, budget: dict, seed: int, data: Path, out: Path) -> dict:
+    """Train configuration ``name`` (going on from its newest snapshot if there is one) and test
+    it; returns its metrics, training minutes, validation curve and per-frame errors."""
+    run_dir = out / name
     result_file = run_dir / 'bench_result.json'
     if result_file.is_file():
         print(f'\n=== {name}: reusing {result_file}')
         return json.loads(result_file.read_text())
-    sets = [f'output_dir={run_dir}', f'synth_root={data}', f'end_epoch={budget["end_epoch"]}',
-            f'lr_dec_epoch={budget["lr_dec_epoch"]}'] + [f'{k}={v}' for k, v in switches.items()]
+    epochs = budget['end_epoch']
+    sets = [f'output_dir={run_dir}', f'synth_root={data}', f'end_epoch={epochs}',
+            f'lr_dec_epoch={budget["lr_dec_epoch"]}', 'testset=SYNTH', f'val_every={budget["val_every"]}']
+    sets += [f'{k}={v}' for k, v in CONFIGS[name].items()]
     common = ['--gpu', 'cpu', '--preset', 'cpu', '--set', *sets]
     timing_file = run_dir / 'train_seconds.json'
     seconds = json.loads(timing_file.read_text())['seconds'] if timing_file.is_file() else 0.0
-    seconds += run(f'train {name}', ['main/train.py', *common, '--trainset', 'SYNTH', '--seed', SEED, '--continue'])
-    timing_file.write_text(json.dumps({'seconds': seconds}))
-    run(f'test {name}', ['main/test.py', *common, '--testset', 'SYNTH', '--test_epoch', budget['end_epoch']])
-    metrics = json.loads((run_dir / 'result' / f'metrics_SYNTH_{budget["end_epoch"]}.json').read_text())
-    result = {'name': name, 'switches': switches, 'train_seconds': seconds, **metrics}
-    result_file.write_text(json.dumps(result, indent=1))
+    if epochs not in list_snapshots(run_dir / 'model_dump'):
+        seconds += run(f'train {name}', ['main/train.py', *common, '--trainset', 'SYNTH', '--seed', seed,
+                                         '--continue'])
+        timing_file.write_text(json.dumps({'seconds': seconds}))
+    run(f'test {name}', ['main/test.py', *common, '--test_epoch', epochs])
+    metrics = json.loads((run_dir / 'result' / f'metrics_SYNTH_{epochs}.json').read_text())
+    with np.load(run_dir / 'result' / f'predictions_SYNTH_{epochs}.npz') as npz:
+        per_frame = (npz['error_pa_mpjpe'] * 1000.0).tolist()
+        occlusion = npz['occlusion'].tolist()
+    history = load_checkpoint(run_dir / 'model_dump' / f'snapshot_{epochs}.pth.tar')['history']
+    by_bucket = metrics['pa_mpjpe_by_occlusion']
+    result = {
+        'switches': CONFIGS[name], 'pa_mpjpe': metrics['pa_mpjpe'], 'pa_mpvpe': metrics['pa_mpvpe'],
+        'f5': metrics['f5'], 'f15': metrics['f15'], 'mpjpe': metrics['mpjpe'],
+        'seg_iou': metrics.get('seg_iou_hand'), 'train_minutes': seconds / 60,
+        'buckets': {BUCKET_KEYS[b]: {'pa_mpjpe': v['pa_mpjpe'], 'n': v['count']} for b, v in by_bucket.items()},
+        'val_curve': [{'epoch': h['epoch'], 'pa_mpjpe': h['val_pa_mpjpe']} for h in history if 'val_pa_mpjpe' in h],
+        'per_frame_pa_mpjpe': per_frame, 'occlusion': occlusion,
+    }
+    write_atomically(result_file, lambda tmp: tmp.write_text(json.dumps(result)))
     return result
 
 
-def table(results: list[dict], mean_pose: float) -> str:
-    head = (f'{"configuration":<20} {"PA-MPJPE":>9} {"PA-MPVPE":>9} {"F@5":>6} {"F@15":>6} '
-            + ' '.join(f'{"PA " + b:>10}' for b in BUCKETS) + f' {"seg IoU":>8} {"train":>7}')
+# ----------------------------------------------------------------------------------------------
+# Comparison
+
+def bootstrap_interval(diff: np.ndarray, rng: np.random.Generator, n: int = BOOTSTRAP) -> tuple[float, float]:
+    """95 % percentile interval of the mean of ``diff`` (N,) over ``n`` resamples of its frames."""
+    means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired_comparison(config: dict, base: dict, seed: int = 0) -> dict:
+    """Per-frame PA-MPJPE of ``config`` minus ``base`` (the same frames, mm): mean and bootstrap
+    95 % interval, overall and per occlusion bucket."""
+    a, b = np.asarray(config['per_frame_pa_mpjpe']), np.asarray(base['per_frame_pa_mpjpe'])
+    occ = np.asarray(base['occlusion'])
+    if a.shape != b.shape or not np.array_equal(np.asarray(config['occlusion']), occ):
+        raise UserError('the configurations were tested on different frames; run them on the same data')
+    rng = np.random.default_rng(seed)
+    groups = {'overall': np.ones(len(a), bool)}
+    groups.update({BUCKET_KEYS[name]: (occ >= low) & (occ < high) for name, low, high in OCCLUSION_BUCKETS})
+    out = {}
+    for key, sel in groups.items():
+        diff = a[sel] - b[sel]
+        low, high = bootstrap_interval(diff, rng)
+        out[key] = {'mean_diff_mm': float(diff.mean()), 'ci95_mm': [low, high], 'n': int(sel.sum())}
+    return out
+
+
+def table(configs: dict[str, dict], mean_pose: float) -> str:
+    buckets = list(BUCKET_KEYS.values())
+    head = (f'{"configuration":<14} {"PA-MPJPE":>9} {"PA-MPVPE":>9} {"F@5":>6} {"F@15":>6} '
+            + ' '.join(f'{"PA " + b:>9}' for b in buckets) + f' {"seg IoU":>8} {"train":>7}'
+            + '   vs baseline (mm, 95 % CI)')
     lines = [head, '-' * len(head)]
-    for r in results:
-        occ = r.get('pa_mpjpe_by_occlusion', {})
-        cells = ' '.join(f'{occ[b]["pa_mpjpe"]:10.2f}' if occ.get(b, {}).get('pa_mpjpe') is not None
-                         else f'{"n/a":>10}' for b in BUCKETS)
-        iou = f'{r["seg_iou_hand"]:8.3f}' if r.get('seg_iou_hand') is not None else f'{"-":>8}'
-        lines.append(f'{r["name"]:<20} {r["pa_mpjpe"]:9.2f} {r["pa_mpvpe"]:9.2f} {r["f5"]:6.3f} '
-                     f'{r["f15"]:6.3f} {cells} {iou} {r["train_seconds"] / 60:6.1f}m')
-    counts = results[0].get('pa_mpjpe_by_occlusion', {})
+    for name, r in configs.items():
+        cells = ' '.join(f'{r["buckets"][b]["pa_mpjpe"]:9.2f}' for b in buckets)
+        iou = f'{r["seg_iou"]:8.3f}' if r.get('seg_iou') is not None else f'{"-":>8}'
+        cmp = r.get('vs_baseline', {}).get('overall')
+        vs = f'   {cmp["mean_diff_mm"]:+.2f} [{cmp["ci95_mm"][0]:+.2f}, {cmp["ci95_mm"][1]:+.2f}]' if cmp else ''
+        lines.append(f'{name:<14} {r["pa_mpjpe"]:9.2f} {r["pa_mpvpe"]:9.2f} {r["f5"]:6.3f} {r["f15"]:6.3f} '
+                     f'{cells} {iou} {r["train_minutes"]:6.1f}m{vs}')
+    counts = next(iter(configs.values()))['buckets']
     lines.append('(errors in mm; evaluation frames per occlusion bucket: '
-                 + ', '.join(f'{b} {counts.get(b, {}).get("count", 0)}' for b in BUCKETS)
+                 + ', '.join(f'{b} {counts[b]["n"]}' for b in buckets)
                  + f'; predicting the training mean pose: PA-MPJPE {mean_pose:.2f} mm)')
     return '\n'.join(lines)
 
 
-def bar_chart(results: list[dict], path: Path, title: str) -> None:
+def bar_chart(configs: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    groups = ['overall', *BUCKETS]
-    values = np.array([[r['pa_mpjpe']] + [r['pa_mpjpe_by_occlusion'][b]['pa_mpjpe'] or np.nan for b in BUCKETS]
-                       for r in results])
+    buckets = list(BUCKET_KEYS.values())
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    width = 0.8 / len(results)
-    for i, r in enumerate(results):
-        ax.bar(np.arange(len(groups)) + (i - (len(results) - 1) / 2) * width, values[i], width, label=r['name'])
-    ax.set_xticks(np.arange(len(groups)), ['all frames', *[f'occlusion {b}' for b in BUCKETS]])
+    width = 0.8 / len(configs)
+    for i, (name, r) in enumerate(configs.items()):
+        values = [r['pa_mpjpe']] + [r['buckets'][b]['pa_mpjpe'] for b in buckets]
+        ax.bar(np.arange(len(values)) + (i - (len(configs) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(np.arange(1 + len(buckets)), ['all frames', *[f'occlusion {b} %' for b in buckets]])
     ax.set_ylabel('PA-MPJPE (mm, lower is better)')
     ax.set_title(title)
-    ax.legend(ncol=3, fontsize=8)
+    ax.legend(ncol=4, fontsize=8)
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -111,31 +227,59 @@ def bar_chart(results: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--budget', choices=sorted(BUDGETS), default='short')
+    parser.add_argument('--budget', choices=sorted(BUDGETS), default='medium')
+    parser.add_argument('--seed', type=int, default=1, help='seed of the SYNTH data and the training (default 1)')
     parser.add_argument('--only', nargs='+', choices=list(CONFIGS), metavar='NAME',
-                        help='run only these configurations')
+                        help=f'run only these configurations (of {", ".join(CONFIGS)}); baseline is '
+                        'always included, as every comparison needs it')
+    parser.add_argument('--json', type=Path, metavar='PATH', help='also write the results to this JSON file')
+    parser.add_argument('--continue', dest='resume', action='store_true',
+                        help='go on with an interrupted run: reuse finished configurations, continue '
+                        'the unfinished one from its newest snapshot')
     args = parser.parse_args()
+    if args.json:
+        output_file(args.json, '--json')
+    if args.seed < 0:
+        raise UserError(f'--seed is {args.seed}; give 0 or more')
     budget = BUDGETS[args.budget]
-    out = ROOT / 'output' / 'bench' / 'synth_accuracy' / args.budget
-    data = ROOT / 'output' / 'bench' / f'SYNTH_{budget["num_train"]}_{budget["num_eval"]}_seed{SEED}'
+    bench_dir = ROOT / 'output' / 'bench' / 'synth_accuracy'
+    out = bench_dir / f'{args.budget}_seed{args.seed}'
+    names = list(dict.fromkeys(['baseline', *(args.only or CONFIGS)]))
+    started = [n for n in names if (out / n).exists()]
+    if started and not args.resume:
+        raise UserError(f'{out} already holds runs of {", ".join(started)}; add --continue to go on with '
+                        'them, or delete that folder to start again')
     t0 = time.time()
-    if not synth_ready(data, budget['num_train'], budget['num_eval'], SEED):
-        run('generate SYNTH', ['data/SYNTH/generate.py', '--num-train', budget['num_train'],
-                               '--num-eval', budget['num_eval'], '--seed', SEED, '--out', data])
-    names = args.only or list(CONFIGS)
-    results = [train_and_test(n, CONFIGS[n], budget, data, out) for n in names]
+    data = prepare_data(budget, args.seed, bench_dir / f'SYNTH_{args.budget}_seed{args.seed}')
+    configs = {n: train_and_test(n, budget, args.seed, data, out) for n in names}
+    for name, r in configs.items():
+        if name != 'baseline':
+            r['vs_baseline'] = paired_comparison(r, configs['baseline'])
     mean_pose = mean_pose_errors(data)[1]
-    text = table(results, mean_pose)
+    text = table(configs, mean_pose)
     print('\n' + text)
-    summary = {'budget': args.budget, **budget, 'seed': SEED, 'preset': 'cpu', 'data': str(data),
-               'machine': machine(),
-               'mean_pose_pa_mpjpe': mean_pose, 'wall_seconds': time.time() - t0, 'results': results}
+    counts = next(iter(configs.values()))['buckets']
+    summary = {
+        'budget': args.budget, 'seed': args.seed, 'preset': 'cpu',
+        'num_train': budget['num_train'], 'num_eval': sum(c['n'] for c in counts.values()),
+        'eval_per_bucket': {b: c['n'] for b, c in counts.items()},
+        'end_epoch': budget['end_epoch'], 'lr_dec_epoch': budget['lr_dec_epoch'],
+        'mean_pose_pa_mpjpe': mean_pose, 'machine': machine(),
+        'date': time.strftime('%Y-%m-%d'), 'wall_seconds_this_sitting': time.time() - t0,
+        'configs': {n: {k: v for k, v in r.items() if k not in ('per_frame_pa_mpjpe', 'occlusion')}
+                    for n, r in configs.items()},
+    }
+    text_json = json.dumps(summary, indent=1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'synth_accuracy.json').write_text(json.dumps(summary, indent=1))
+    for path in (out / 'synth_accuracy.json', args.json):
+        if path is not None:
+            write_atomically(path, lambda tmp: tmp.write_text(text_json + '\n'))
     (out / 'synth_accuracy.txt').write_text(text + '\n')
-    bar_chart(results, out / 'synth_accuracy.png',
-              f'SYNTH, {args.budget} budget: {budget["num_train"]} training frames, {budget["end_epoch"]} epochs, cpu preset')
-    print(f'written: {out / "synth_accuracy.json"}, {out / "synth_accuracy.png"}')
+    bar_chart(configs, out / 'synth_accuracy.png',
+              f'SYNTH, {args.budget} budget, seed {args.seed}: {budget["num_train"]} training frames, '
+              f'{budget["end_epoch"]} epochs, cpu preset')
+    print(f'written: {out / "synth_accuracy.json"}' + (f', {args.json}' if args.json else '')
+          + f', {out / "synth_accuracy.png"}')
 
 
 if __name__ == '__main__':

@@ -4,9 +4,9 @@ Subclasses only say where files are (:meth:`HandObjectDataset.image_path`,
 :meth:`HandObjectDataset.mask_path`), how the dataset's own segmentation masks are encoded
 (:meth:`HandObjectDataset.read_mask`) and what to tell a user whose annotation file is missing.
 Everything else lives here: reading and checking the JSON, the crop box of every entry, the
-augmentation, and the targets of DESIGN.md / the data contract.
+augmentation, and the targets of the data contract (docs/DESIGN.md).
 
-Items, ``dataset[i] -> (inputs, targets, meta_info)`` (S = cfg.input_img_shape[0]):
+Items, ``dataset[i] -> (inputs, targets, meta_info)`` (S = ``input_size``, the crop side):
 
 - ``inputs['img']``: (3, S, S) float32 RGB 0..1, ``transform(crop) / 255`` as in the reference.
 - ``targets``: ``joints_img`` (21, 2) crop pixels / S (OpenCV pixel centres, as the reference);
@@ -48,14 +48,13 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
-from config import cfg
 from errors import UserError
 from utils.files import write_atomically
 from utils.mano import NUM_JOINTS, NUM_VERTS, ManoLayer
 from utils.preprocessing import (HAND, IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
                                  color_scale, crop_affine, label_affine, load_img, process_bbox,
                                  sample_aug, warp_image, warp_labels, whole_image_box)
-from utils.transforms import (apply_affine, cam2pixel, mirror_points, mirror_pose,
+from utils.transforms import (apply_affine, cam2pixel, intrinsics, mirror_points, mirror_pose,
                               rotate_global_pose, rotate_points, rotation_z)
 
 if TYPE_CHECKING:  # pyrender is imported only where silhouettes are rendered
@@ -88,8 +87,18 @@ class Entry:
 
 
 class HandObjectDataset(torch.utils.data.Dataset):
-    """Base of the HO3D, DexYCB and SYNTH loaders; ``Name(transform, data_split)`` as in the
-    reference, the root folder from ``cfg.<root_field>``.
+    """Base of the HO3D, DexYCB and SYNTH loaders: ``Name(transform, data_split, root, input_size,
+    mano_path)``; ``registry.build_dataset`` makes them from a config (``root`` from the config
+    field named by ``root_field``).
+
+    Args:
+        transform: (S, S, 3) uint8 crop -> (3, S, S) tensor (``torchvision.transforms.ToTensor()``;
+            the item divides its output by 255, as the reference does).
+        data_split: 'train' or 'test'.
+        root: the dataset's folder.
+        input_size: S, the side of the square crops in pixels.
+        mano_path: MANO file or folder for the ground-truth meshes (None: the default folder; the
+            built-in hand without MANO files).
 
     Subclasses set ``root_field``, ``annotation_files`` (split -> path under the root) and
     ``gt_splits`` (splits with hand ground truth; their crops come from the GT joints, the others'
@@ -103,15 +112,17 @@ class HandObjectDataset(torch.utils.data.Dataset):
     gt_splits: tuple[str, ...] = SPLITS
     mask_location: str = ''   # where the dataset's own masks are, for messages; '' = it has none
 
-    def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str):
+    def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
+                 root: str | Path, input_size: int, mano_path: str | Path | None = None):
         if data_split not in SPLITS:
             raise ValueError(f"data_split must be 'train' or 'test', got {data_split!r}")
         self.transform = transform
         self.data_split = data_split
         self.has_gt = data_split in self.gt_splits
-        self.root = Path(getattr(cfg, self.root_field))
+        self.root = Path(root)
         self.annot_path = self.root / self.annotation_files[data_split]
-        self.input_size = int(cfg.input_img_shape[0])
+        self.input_size = int(input_size)
+        self.mano_path = mano_path
         self._layers: dict[str, ManoLayer] = {}
         self._renderers: dict[tuple[int, int], MeshRenderer] = {}
         self._cache_dir: Path | None = None
@@ -224,7 +235,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
     def _whole_image(self, width: int, height: int) -> np.ndarray:
         """The crop box of the whole image, at the input aspect ratio."""
-        return whole_image_box(width, height, cfg.input_img_shape[1] / cfg.input_img_shape[0])
+        return whole_image_box(width, height, 1.0)
 
     def _parse(self, img: dict, ann: dict) -> Entry:
         """One annotation -> Entry; its ``bbox`` is None when the box is outside the image."""
@@ -239,7 +250,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if entry.hand_type not in ('right', 'left'):
             raise UserError(f"annotation file {self.annot_path}: record {ann.get('id')} has "
                             f"hand_type {entry.hand_type!r}; it must be 'right' or 'left'")
-        aspect = cfg.input_img_shape[1] / cfg.input_img_shape[0]
+        aspect = 1.0   # square crops (config: input_img_shape is square)
         if self.has_gt:
             entry.joints_cam = self._field(ann, 'joints_coord_cam', (NUM_JOINTS, 3))
             if 'joints_img' in ann:
@@ -329,7 +340,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
     def _layer(self, side: str) -> ManoLayer:
         """The MANO layer of one side, built once per dataset object (and worker process)."""
         if side not in self._layers:
-            self._layers[side] = ManoLayer(side=side)
+            self._layers[side] = ManoLayer(self.mano_path, side=side)
         return self._layers[side]
 
     def _mano(self, e: Entry) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +361,6 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
     def _silhouette_labels(self, e: Entry) -> np.ndarray:
         """(H, W) uint8: 1 where the GT mesh covers the image, 255 elsewhere; cached on disk."""
-        from utils.render import intrinsics
         cache = self.cache_dir / f'{e.image_id}.png'
         labels = cv2.imread(str(cache), cv2.IMREAD_UNCHANGED) if cache.is_file() else None
         if labels is not None and labels.shape == (e.height, e.width):

@@ -1,4 +1,4 @@
-"""Dataset names -> loader classes (no eval of names): ``build_dataset('HO3D', transform, 'train')``."""
+"""Dataset names -> loader classes (no eval of names): ``build_dataset('HO3D', transform, 'train', conf)``."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from config import DATASETS
+from config import DATASETS, Config
 from dataset import HandObjectDataset
 from DEX_YCB.DEX_YCB import DEX_YCB
 from errors import UserError
@@ -17,8 +17,11 @@ DATASET_CLASSES: dict[str, type[HandObjectDataset]] = {'HO3D': HO3D, 'DEX_YCB': 
 
 
 def build_dataset(name: str, transform: Callable[[np.ndarray], torch.Tensor],
-                  data_split: str) -> HandObjectDataset:
-    """The dataset called ``name`` (one of config.DATASETS) for 'train' or 'test'."""
+                  data_split: str, conf: Config) -> HandObjectDataset:
+    """The dataset called ``name`` (one of config.DATASETS) for 'train' or 'test', with the
+    folder, crop size and MANO folder of ``conf``."""
     if name not in DATASET_CLASSES:
         raise UserError(f"unknown dataset '{name}'; allowed names: {', '.join(DATASETS)}")
-    return DATASET_CLASSES[name](transform, data_split)
+    cls = DATASET_CLASSES[name]
+    return cls(transform, data_split, root=getattr(conf, cls.root_field),
+               input_size=conf.input_img_shape[0], mano_path=conf.mano_path)

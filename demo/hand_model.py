@@ -24,7 +24,8 @@ import torch  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from utils.mano import SIDES, HandModel, ManoLayer, load_hand_model  # noqa: E402
 from utils.proxy_hand import FINGER_JOINTS, OPPOSED_RING  # noqa: E402
-from utils.render import MeshRenderer, RenderMesh, intrinsics  # noqa: E402
+from utils.render import MeshRenderer, RenderMesh  # noqa: E402
+from utils.transforms import intrinsics  # noqa: E402
 
 TILE = 400            # pixels per tile
 DISTANCE = 0.45       # metres from the camera to the hand's centre
@@ -185,7 +186,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='output/vis/hand_model.png', help='PNG file to write')
     parser.add_argument('--mano-path', default=None,
-                        help='MANO .pkl file or folder with MANO_RIGHT/LEFT.pkl (default: cfg.mano_path, '
+                        help='MANO .pkl file or folder with MANO_RIGHT/LEFT.pkl (default: the reference location, '
                              'then the built-in hand)')
     parser.add_argument('--side', default='right', choices=SIDES)
     args = parser.parse_args()

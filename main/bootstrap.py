@@ -3,6 +3,10 @@ CPU threading defaults, set before torch is imported.
 
 Entry scripts in ``main/`` import it directly (their folder is already on the path); scripts in other
 folders first put ``main/`` on the path and then import it; ``tests/conftest.py`` imports it too.
+
+The source folders go to the front of the path, even when PYTHONPATH already names them, and a
+script's own folder is dropped when it is a package under ``data/``: ``data/SYNTH/generate.py``
+would otherwise import ``data/SYNTH/SYNTH.py`` as the package ``SYNTH``.
 """
 import os
 import sys
@@ -11,9 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = (ROOT / 'common', ROOT / 'main', ROOT / 'data')
 
-for _d in SOURCE_DIRS:
-    if str(_d) not in sys.path:
-        sys.path.insert(0, str(_d))
+
+def _is_data_package(entry: str) -> bool:
+    path = Path(entry or '.').resolve()
+    return path.parent == ROOT / 'data' and (path / '__init__.py').is_file()
+
+
+sys.path[:] = [str(d) for d in SOURCE_DIRS] + [p for p in sys.path if p not in map(str, SOURCE_DIRS)
+                                               and not _is_data_package(p)]
 
 # OpenMP threads that spin while waiting turn every busy moment of a shared CPU (DataLoader workers,
 # another job) into a stall: a cpu-preset training step measured 18.9 s spinning and 0.8 s passive on

@@ -1,14 +1,15 @@
-"""The InteractHand network, built from the global config, and its parameter table.
+"""The InteractHand network, built from a config, and its parameter table.
 
-``get_model(mode)`` builds :class:`Model` from ``cfg``; ``Model.forward(inputs, targets, meta_info,
-mode)`` returns weighted losses ('train') or predictions ('test'), as DESIGN.md describes.
+``get_model(conf, mode)`` builds :class:`Model` from ``conf``; ``Model.forward(inputs, targets,
+meta_info, mode)`` returns weighted losses ('train') or predictions ('test'), as docs/DESIGN.md
+describes.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from config import Config, cfg
+from config import MODEL_FIELDS, Config
 from nets.backbone import FPN
 from nets.iic import CGBlock, IET
 from nets.let import LET, SelfAttention
@@ -32,16 +33,19 @@ class Model(nn.Module):
     HandOccNet-style baseline.
 
     Args:
-        conf: the settings (default: the global ``cfg``).
+        conf: the settings: the architecture fields (``config.MODEL_FIELDS``), ``mano_path``, the
+            loss weights, ``mesh_grad_scale`` and ``mesh_loss_gt_root``.
         pretrained: ImageNet weights for the backbone (default: ``conf.pretrained``).
     """
 
-    def __init__(self, conf: Config = cfg, pretrained: bool | None = None):
+    def __init__(self, conf: Config, pretrained: bool | None = None):
         super().__init__()
         size, dim = conf.input_img_shape[0], conf.feat_dim
         feat_size = size // 8
         pretrained = conf.pretrained if pretrained is None else pretrained
         self.img_size, self.hand_branch = size, conf.hand_branch
+        # the architecture it was built with, as a snapshot's config stores it (tuples as lists)
+        self.architecture = {k: v for k, v in conf.to_dict().items() if k in MODEL_FIELDS}
         self.backbone = FPN(conf.backbone, dim, pretrained, with_p2=conf.use_seg)
         self.seg_head = SegmentationHead(dim) if conf.use_seg else None
         self.iet = (IET(dim, conf.iet_heads, conf.iet_depth, conf.mlp_ratio, feat_size)
@@ -50,7 +54,7 @@ class Model(nn.Module):
         self.refiner = (LET(dim, conf.let_heads, conf.let_depth, conf.let_stripe, conf.mlp_ratio)
                         if conf.use_let else
                         SelfAttention(dim, conf.let_heads, conf.let_depth, conf.mlp_ratio, feat_size))
-        self.regressor = Regressor(dim, feat_size, ManoLayer(), conf.mesh_grad_scale)
+        self.regressor = Regressor(dim, feat_size, ManoLayer(conf.mano_path), conf.mesh_grad_scale)
         self.loss_weights = loss_weights(conf)
         self.mesh_loss_gt_root = conf.mesh_loss_gt_root
 
@@ -93,7 +97,7 @@ class Model(nn.Module):
                 mode: str = 'test') -> dict[str, torch.Tensor]:
         """inputs['img'] (B, 3, S, S) in 0..1.
 
-        'train': ``targets`` as in DESIGN.md -> weighted scalar losses (see nets/loss.py).
+        'train': ``targets`` as in docs/DESIGN.md -> weighted scalar losses (see nets/loss.py).
         'test': ``joints_coord_cam`` (B, 21, 3), ``mesh_coord_cam`` (B, 778, 3) root-relative metres,
         ``joints_coord_img`` (B, 21, 2) in 0..1, ``mano_pose`` (B, 48), ``mano_shape`` (B, 10), and
         ``seg`` (B, 3, S/4, S/4) class probabilities when segmentation is on.
@@ -107,7 +111,7 @@ class Model(nn.Module):
         pred = self.regressor(feat)
         if mode == 'train':
             if targets is None:
-                raise ValueError("mode 'train' needs targets (see DESIGN.md, data contracts)")
+                raise ValueError("mode 'train' needs targets (see docs/DESIGN.md, data contracts)")
             rotmat, verts = ground_truth_mesh(self.mano_layer, targets['mano_pose'],
                                               targets['mano_shape'])
             if self.mesh_loss_gt_root:  # vertex and joint losses see the predicted articulation only
@@ -127,12 +131,12 @@ class Model(nn.Module):
         return out
 
 
-def get_model(mode: str) -> Model:
-    """The network as ``cfg`` describes it; ImageNet weights (``cfg.pretrained``) are fetched only
+def get_model(conf: Config, mode: str) -> Model:
+    """The network as ``conf`` describes it; ImageNet weights (``conf.pretrained``) are fetched only
     for 'train' (in 'test' a checkpoint replaces all weights). 'test' returns it in eval mode."""
     if mode not in MODES:
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
-    model = Model(cfg, pretrained=cfg.pretrained and mode == 'train')
+    model = Model(conf, pretrained=conf.pretrained and mode == 'train')
     return model.train() if mode == 'train' else model.eval()
 
 

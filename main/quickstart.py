@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from base import list_snapshots
-from config import QUICKSTART_DIR, ROOT, cfg
+from checkpoints import list_snapshots
+from config import QUICKSTART_DIR, ROOT, Config
 from errors import UserError, run_cli
 from utils.mano import ManoLayer
 from utils.metrics import mpjpe, pa_mpjpe
@@ -66,10 +66,11 @@ def _load(path: Path) -> list[dict]:
     return json.loads(path.read_text())['annotations']
 
 
-def mean_pose_errors(synth_root: Path) -> tuple[float, float]:
+def mean_pose_errors(synth_root: Path, mano_path: str | None = None) -> tuple[float, float]:
     """MPJPE and PA-MPJPE (mm, root-relative joints) on the evaluation split of predicting, for
     every image, the training split's mean hand: the chordal mean of its global rotations, the mean
-    of its finger poses and shapes. PA-MPJPE does not depend on the global rotation."""
+    of its finger poses and shapes. PA-MPJPE does not depend on the global rotation. ``mano_path``:
+    the hand model the set was made with (None: the default folder, else the built-in hand)."""
     train = _load(synth_root / 'annotations' / 'SYNTH_train_data.json')
     evaluation = _load(synth_root / 'annotations' / 'SYNTH_evaluation_data.json')
     poses = torch.tensor([a['mano_param']['pose'] for a in train], dtype=torch.float64)
@@ -77,7 +78,7 @@ def mean_pose_errors(synth_root: Path) -> tuple[float, float]:
     pose[:3] = matrix_to_axis_angle(mean_rotation(axis_angle_to_matrix(poses[:, :3])))
     shape = torch.tensor([a['mano_param']['shape'] for a in train]).mean(dim=0)
     with torch.no_grad():
-        _, joints = ManoLayer()(pose[None].float(), shape[None].float())
+        _, joints = ManoLayer(mano_path)(pose[None].float(), shape[None].float())
     joints = joints.numpy().astype(np.float64)
     gt = np.array([a['joints_coord_cam'] for a in evaluation], dtype=np.float64)
     pred = np.repeat(joints - joints[:, :1], len(gt), axis=0)
@@ -104,7 +105,7 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog='It takes no options: it is `make quickstart`.').parse_args()
     t_start = time.time()
-    synth_root = Path(cfg.synth_root)
+    synth_root = Path(Config().synth_root)
     times = {}
     if synth_ready(synth_root, NUM_TRAIN, NUM_EVAL, SEED):
         print(f'=== 1. SYNTH data: reusing {synth_root} ({NUM_TRAIN} train + {NUM_EVAL} evaluation frames)')

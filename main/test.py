@@ -7,7 +7,8 @@
 The snapshot's architecture (backbone, input size, switches ...) is restored from the snapshot.
 HO3D evaluation: output/result/pred{N}.json and pred{N}.zip in the challenge format, ready to
 upload. Sets with ground truth: the metrics are printed and written to
-output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py). Every set: the first 8 test
+output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py), and the predictions with
+each sample's errors (metres) to predictions_{testset}_{N}.npz. Every set: the first 8 test
 crops with the predicted 2D skeleton and segmentation (and the true skeleton where known) are
 drawn to output/vis/test_{testset}_{N}.png.
 """
@@ -22,12 +23,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from base import Tester, TestResult, find_snapshot, load_checkpoint, model_config_from, setup_runtime
-from config import add_common_args, apply_args, cfg, parse_gpu
+from checkpoints import find_snapshot
+from config import Config, add_common_args, args_overrides, config_from_args, parse_gpu
 from errors import UserError, run_cli
 from evaluate import format_table
+from inference import load_model
 from logger import setup_logging
-from utils.metrics import pa_mpjpe_by_bucket
+from runtime import setup_runtime
+from testing import Tester, TestResult
 from utils.submission import write_submission
 from utils.vis import prediction_sheet
 
@@ -43,26 +46,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_metrics(result: TestResult, epoch: int, ckpt_path: Path, hand_model: str) -> dict:
-    """Print the metrics and write them to output/result/metrics_{testset}_{epoch}.json."""
-    summary = result.metrics.summary()
+def write_metrics(result: TestResult, conf: Config, epoch: int, ckpt_path: Path, hand_model: str) -> dict:
+    """Print the metrics and write them to output/result/metrics_{testset}_{epoch}.json, and the
+    per-sample predictions and errors to predictions_{testset}_{epoch}.npz."""
+    summary = result.summary()
     n = len(result.joints)
-    print(format_table(summary, n))
-    extra = {'testset': cfg.testset, 'epoch': epoch, 'checkpoint': str(ckpt_path),
-             'hand_model': hand_model, 'num_samples': n}
-    if result.occlusion is not None:
-        buckets = pa_mpjpe_by_bucket(result.metrics.per_sample()['pa_mpjpe'], result.occlusion)
-        extra['pa_mpjpe_by_occlusion'] = buckets
-        for name, b in buckets.items():
-            value = f"{b['pa_mpjpe']:.2f} mm" if b['pa_mpjpe'] is not None else 'n/a'
-            print(f'PA-MPJPE, occlusion {name:>6}: {value} ({b["count"]} samples)')
-    if result.seg_counts is not None:
-        extra['seg_iou_hand'] = result.seg_counts.iou
-        print(f'segmentation IoU (hand): {result.seg_counts.iou:.3f}')
-    metrics = {**summary, **extra}
-    path = cfg.result_dir / f'metrics_{cfg.testset}_{epoch}.json'
+    print(format_table(result.metrics.summary(), n))
+    for name, b in summary.get('pa_mpjpe_by_occlusion', {}).items():
+        value = f"{b['pa_mpjpe']:.2f} mm" if b['pa_mpjpe'] is not None else 'n/a'
+        print(f'PA-MPJPE, occlusion {name:>6}: {value} ({b["count"]} samples)')
+    if 'seg_iou_hand' in summary:
+        print(f'segmentation IoU (hand): {summary["seg_iou_hand"]:.3f}')
+    metrics = {**summary, 'testset': conf.testset, 'epoch': epoch, 'checkpoint': str(ckpt_path),
+               'hand_model': hand_model, 'num_samples': n}
+    path = conf.result_dir / f'metrics_{conf.testset}_{epoch}.json'
     path.write_text(json.dumps(metrics, indent=2) + '\n')
-    log.info(f'metrics written to {path}')
+    per_sample = result.metrics.per_sample()
+    npz = conf.result_dir / f'predictions_{conf.testset}_{epoch}.npz'
+    np.savez_compressed(npz, joints=result.joints.astype(np.float32), verts=result.verts.astype(np.float32),
+                        occlusion=result.occlusion if result.occlusion is not None else np.full(n, -1.0),
+                        **{f'error_{k}': v for k, v in per_sample.items()})
+    log.info(f'metrics written to {path}; per-sample predictions and errors to {npz}')
     return metrics
 
 
@@ -77,31 +81,30 @@ def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict | None:
     args = parse_args(argv)
-    apply_args(args)
-    path = args.checkpoint if args.checkpoint is not None else find_snapshot(cfg.model_dir, args.test_epoch)
-    ckpt = load_checkpoint(path)
-    cfg.update(**model_config_from(ckpt))
-    apply_args(args)  # the command line still wins over the snapshot's settings
-    cfg.make_dirs()
-    setup_logging(cfg.log_dir / 'test_logs.txt')
-    epoch = int(ckpt.get('epoch', args.test_epoch or 0))
+    conf = config_from_args(args)   # bad options stop here, before any file is read
+    path = args.checkpoint if args.checkpoint is not None else find_snapshot(conf.model_dir, args.test_epoch)
     runtime = setup_runtime(parse_gpu(args.gpu))
     if runtime.distributed:
         raise UserError('test.py runs as one process; launch it with python, not torchrun '
                         '(several GPUs: --gpu 0-3 uses DataParallel)')
-    tester = Tester(cfg, runtime, ckpt, path)
-    log.info(f'testing {path} (epoch {epoch}) on {cfg.testset}, hand model {tester.hand_model_id}')
+    # the snapshot's architecture; the command line still wins over it
+    model, conf = load_model(path, runtime.device, preset=args.preset, **args_overrides(args))
+    conf.make_dirs()
+    setup_logging(conf.log_dir / 'test_logs.txt')
+    epoch = model.snapshot['epoch'] if model.snapshot['epoch'] is not None else args.test_epoch or 0
+    tester = Tester(conf, runtime, model)
+    log.info(f'testing {path} (epoch {epoch}) on {conf.testset}, hand model {model.hand_model_id}')
     result = tester.run()
     if result.examples is not None:
-        write_examples(result.examples, cfg.vis_dir / f'test_{cfg.testset}_{epoch}.png')
-    if cfg.testset == 'HO3D':
+        write_examples(result.examples, conf.vis_dir / f'test_{conf.testset}_{epoch}.png')
+    if conf.testset == 'HO3D':
         # the challenge wants absolute positions: root-relative predictions placed at root_joint_cam
         root = result.root_joint_cam[:, None, :]
-        json_path, zip_path = cfg.result_dir / f'pred{epoch}.json', cfg.result_dir / f'pred{epoch}.zip'
+        json_path, zip_path = conf.result_dir / f'pred{epoch}.json', conf.result_dir / f'pred{epoch}.zip'
         write_submission(result.joints + root, result.verts + root, json_path, zip_path)
         log.info(f'HO3D submission written: {zip_path} (upload it to the HO3D challenge) and {json_path}')
     if result.metrics is not None:
-        return write_metrics(result, epoch, path, tester.hand_model_id)
+        return write_metrics(result, conf, epoch, path, model.hand_model_id)
     return None
 
 

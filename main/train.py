@@ -13,9 +13,12 @@ import bootstrap  # noqa: F401  (puts common/, main/, data/ on the path)
 import argparse
 from typing import Sequence
 
-from base import Trainer, find_snapshot, list_snapshots, load_checkpoint, model_config_from, setup_runtime
-from config import add_common_args, apply_args, cfg, parse_gpu
+from checkpoints import list_snapshots
+from config import add_common_args, args_overrides, config_from_args, parse_gpu
 from errors import run_cli
+from inference import load_model
+from runtime import setup_runtime
+from training import Trainer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,14 +35,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    apply_args(args)
-    if args.resume and list_snapshots(cfg.model_dir):
-        # resume with the architecture the snapshot was trained with; the command line still wins
-        cfg.update(**model_config_from(load_checkpoint(find_snapshot(cfg.model_dir, None))))
-        apply_args(args)
+    conf = config_from_args(args)
     runtime = setup_runtime(parse_gpu(args.gpu))
+    model = None
+    if args.resume and (snaps := list_snapshots(conf.model_dir)):
+        # resume with the architecture the snapshot was trained with; the command line still wins
+        model, conf = load_model(snaps[max(snaps)], runtime.device, preset=args.preset,
+                                 **args_overrides(args))
     try:
-        Trainer(cfg, runtime, resume=args.resume).train()
+        Trainer(conf, runtime, model=model, resume=args.resume).train()
     finally:
         if runtime.distributed:
             import torch.distributed as dist

@@ -13,7 +13,8 @@ from errors import UserError
 from SYNTH.frames import FrameMaker
 from SYNTH.generate import annotation_path, generate, parse_args, write_grid
 from utils.mano import ManoLayer
-from utils.render import MeshRenderer, RenderMesh, intrinsics
+from utils.render import MeshRenderer, RenderMesh
+from utils.transforms import intrinsics
 
 SEED = 11
 NUM = {'train': 8, 'evaluation': 4}

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 LOSS_KEYS = ('mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img', 'seg')
 
 
-def loss_weights(cfg: Config) -> dict[str, float]:
+def loss_weights(conf: Config) -> dict[str, float]:
     """The ``lambda_*`` of a config, by loss name (see :data:`LOSS_KEYS`)."""
-    return {key: float(getattr(cfg, f'lambda_{key}')) for key in LOSS_KEYS}
+    return {key: float(getattr(conf, f'lambda_{key}')) for key in LOSS_KEYS}
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

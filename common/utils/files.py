@@ -52,3 +52,11 @@ def output_file(path: Path, option: str) -> Path:
 def rounded(x: npt.ArrayLike, digits: int) -> list:
     """Array-like -> nested lists of Python floats rounded to ``digits`` decimals, for JSON files."""
     return np.round(np.asarray(x, dtype=np.float64), digits).tolist()
+
+
+def write_obj(path: Path, verts: np.ndarray, faces: np.ndarray, comments: list[str]) -> None:
+    """Wavefront OBJ: comment lines, verts (V, 3), faces (F, 3) 0-based (written 1-based)."""
+    lines = [f'# {c}' for c in comments]
+    lines += [f'v {x:.6f} {y:.6f} {z:.6f}' for x, y, z in verts]
+    lines += [f'f {a + 1} {b + 1} {c + 1}' for a, b, c in faces]
+    path.write_text('\n'.join(lines) + '\n')

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
+from paths import DEFAULT_MANO_DIR
 from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from utils.transforms import mirror_pose
 
@@ -203,16 +204,13 @@ _warned: set = set()
 
 def find_mano_file(model_path: str | Path | None, side: str) -> Path | None:
     """The MANO file to use: ``model_path`` as a file, or ``MANO_<SIDE>.pkl`` in it as a folder;
-    ``None`` means ``cfg.mano_path``. Returns None when the folder has no MANO file; an explicit
+    ``None`` means :data:`paths.DEFAULT_MANO_DIR`. Returns None when the folder has no MANO file; an explicit
     path that does not exist, or a folder with only the other side's file (which would mix MANO
     and the built-in hand between sides), is an error."""
     if side not in SIDES:
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
-    explicit = model_path is not None
-    if not explicit:
-        from config import cfg
-        model_path = cfg.mano_path
-    path = Path(model_path)
+    explicit = model_path is not None and Path(model_path) != DEFAULT_MANO_DIR
+    path = Path(model_path) if model_path is not None else DEFAULT_MANO_DIR
     if path.suffix == '.pkl':
         if path.is_file():
             return path
@@ -241,8 +239,7 @@ def load_hand_model(model_path: str | Path | None = None, side: str = 'right') -
         return HandModel(load_mano_file(path), 'mano', str(path), side)
     from utils.proxy_hand import build_proxy_model
     if 'builtin' not in _warned:
-        from config import cfg
-        where = model_path if model_path is not None else cfg.mano_path
+        where = model_path if model_path is not None else DEFAULT_MANO_DIR
         log.warning(f'MANO_{side.upper()}.pkl not found in {where}: using the built-in procedural '
                     'hand model, which is not MANO. For MANO, download it from '
                     f'https://mano.is.tue.mpg.de and put MANO_RIGHT.pkl/MANO_LEFT.pkl in {where} '
@@ -276,8 +273,9 @@ class ManoLayer(nn.Module):
     """Batched MANO: pose (B, 48) axis-angle and shape (B, 10) -> vertices and 21 joints, metres.
 
     Args:
-        model_path: a MANO ``.pkl`` file or a folder holding ``MANO_RIGHT.pkl``/``MANO_LEFT.pkl``;
-            None means ``cfg.mano_path``, then the built-in hand model.
+        model_path: a MANO ``.pkl`` file or a folder holding ``MANO_RIGHT.pkl``/``MANO_LEFT.pkl``
+            (a config's ``mano_path``); None means :data:`paths.DEFAULT_MANO_DIR`. Without a MANO
+            file there, the built-in hand model.
         side: 'right' or 'left'.
         use_pca: pose is (B, 3 + num_pca_comps): global rotation + PCA coefficients of the fingers.
         num_pca_comps: number of PCA components (1-45) when ``use_pca``.

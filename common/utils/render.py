@@ -187,6 +187,24 @@ def overlay_mesh(img: np.ndarray, verts: np.ndarray, faces: np.ndarray, K: np.nd
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def intrinsics(focal: tuple[float, float], princpt: tuple[float, float]) -> np.ndarray:
-    """(3, 3) pinhole matrix from focal lengths and principal point in pixels."""
-    return np.array([[focal[0], 0, princpt[0]], [0, focal[1], princpt[1]], [0, 0, 1]], dtype=np.float64)
+class OverlayRenderer:
+    """Meshes drawn over images of any size, one off-screen renderer per image size, reused."""
+
+    def __init__(self, faces: np.ndarray):
+        self.faces = faces                                          # (F, 3) 0-based
+        self.renderers: dict[tuple[int, int], MeshRenderer] = {}    # by image (width, height)
+
+    def render(self, img: np.ndarray, verts: np.ndarray | None, K: np.ndarray | None) -> np.ndarray:
+        """img (H, W, 3) uint8 RGB with the mesh ``verts`` (V, 3, camera coordinates) seen by the
+        pinhole ``K`` drawn over it (:func:`overlay_mesh`); a copy of img when verts is None."""
+        if verts is None:
+            return img.copy()
+        size = (img.shape[1], img.shape[0])
+        if size not in self.renderers:
+            self.renderers[size] = MeshRenderer(*size)
+        return overlay_mesh(img, verts, self.faces, K, renderer=self.renderers[size])
+
+    def close(self) -> None:
+        for renderer in self.renderers.values():
+            renderer.close()
+        self.renderers = {}

@@ -93,3 +93,8 @@ def mirror_points(points: np.ndarray) -> np.ndarray:
     points = np.array(points, copy=True)
     points[:, 0] *= -1
     return points
+
+
+def intrinsics(focal: tuple[float, float], princpt: tuple[float, float]) -> np.ndarray:
+    """(3, 3) pinhole matrix from focal lengths and principal point in pixels."""
+    return np.array([[focal[0], 0, princpt[0]], [0, focal[1], princpt[1]], [0, 0, 1]], dtype=np.float64)

@@ -1,6 +1,6 @@
 """DexYCB (setup s0) in the HandOccNet format.
 
-Files under ``cfg.dexycb_root`` (default ``data/DEX_YCB/data``), as the HandOccNet README lays out::
+Files under the config's ``dexycb_root`` (default ``data/DEX_YCB/data``), as the HandOccNet README lays out::
 
     annotations/DEX_YCB_s0_train_data.json     HandOccNet's preprocessed annotation files
     annotations/DEX_YCB_s0_test_data.json

@@ -5,7 +5,7 @@ v3 images they are right only where v3 keeps v2's sequences and frame numbers, a
 submission needs v3's own evaluation list, which these files do not hold: write v3 annotation
 files in the same format for that.
 
-Files under ``cfg.ho3d_root`` (default ``data/HO3D/data``), as the HandOccNet README lays out::
+Files under the config's ``ho3d_root`` (default ``data/HO3D/data``), as the HandOccNet README lays out::
 
     annotations/HO3D_train_data.json        HandOccNet's preprocessed annotation files
     annotations/HO3D_evaluation_data.json
@@ -64,10 +64,11 @@ class HO3D(HandObjectDataset):
     gt_splits = ('train',)
     mask_location = 'SEQ/seg/NNNN.jpg (v2) or .png (v3), beside SEQ/rgb/'
 
-    def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str):
+    def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
+                 root: str | Path, input_size: int, mano_path: str | Path | None = None):
         self._rgb_suffix: str | None = None
         self._seg_suffix: str | None = None
-        super().__init__(transform, data_split)
+        super().__init__(transform, data_split, root, input_size, mano_path)
 
     @property
     def split_dir(self) -> Path:

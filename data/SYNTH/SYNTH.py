@@ -1,8 +1,8 @@
 """SYNTH: the built-in synthetic hand-object dataset, written by ``data/SYNTH/generate.py``.
 
-Files under ``cfg.synth_root`` (default ``data/SYNTH/data``)::
+Files under the config's ``synth_root`` (default ``data/SYNTH/data``)::
 
-    annotations/SYNTH_train_data.json         the HandOccNet-format COCO schema (see DESIGN.md)
+    annotations/SYNTH_train_data.json         the HandOccNet-format COCO schema (docs/DESIGN.md)
     annotations/SYNTH_evaluation_data.json
     train/rgb/<ID>.jpg   train/seg/<ID>.png   evaluation/rgb/<ID>.jpg   evaluation/seg/<ID>.png
 

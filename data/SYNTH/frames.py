@@ -7,6 +7,8 @@ The occlusion ratio is hidden hand pixels / all hand-silhouette pixels.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -84,10 +86,11 @@ def labels(full_depth: np.ndarray, hand_depth: np.ndarray) -> tuple[np.ndarray, 
 
 class FrameMaker:
     """Makes SYNTH frames; holds the hand model and two off-screen renderers (full and low
-    resolution), so make one per process and reuse it."""
+    resolution), so make one per process and reuse it. ``mano_path``: as for
+    :class:`SYNTH.hand.HandRig`."""
 
-    def __init__(self):
-        self.rig = HandRig()
+    def __init__(self, mano_path: str | Path | None = None):
+        self.rig = HandRig(mano_path)
         self.renderer = MeshRenderer(WIDTH, HEIGHT)
         self.small = MeshRenderer(WIDTH // LOW_RES, HEIGHT // LOW_RES)
 

@@ -1,9 +1,9 @@
 """Generate SYNTH, the built-in data set of hands holding or touching objects.
 
-    python data/SYNTH/generate.py --num-train 2000 --num-eval 500 --seed 0 [--out DIR] [--workers 2]
+    python data/SYNTH/generate.py --num-train 2000 --num-eval 500 --seed 0 [--out DIR] [--workers 2] [--mano-path DIR]
     python data/SYNTH/generate.py --num-train 16 --num-eval 0 --out /tmp/s --grid asset/synth_grid.png
 
-Writes, under DIR (default cfg.synth_root), ``annotations/SYNTH_{train,evaluation}_data.json``
+Writes, under DIR (default data/SYNTH/data, the config's ``synth_root``), ``annotations/SYNTH_{train,evaluation}_data.json``
 (COCO format, HandOccNet-style fields, full ground truth in both splits), JPEG frames under
 ``<split>/rgb/`` and segmentation PNGs (0 background, 1 hand, 2 object) under ``<split>/seg/``.
 The scenes are described in scene.py. Frame i of a split depends only on (seed, split, i), so
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from config import cfg  # noqa: E402
+from config import Config  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 from SYNTH.frames import FrameMaker  # noqa: E402
 from SYNTH.scene import HEIGHT, SPLITS, WIDTH  # noqa: E402
@@ -53,11 +53,10 @@ def _init_worker(mano_path: str) -> None:
     global _maker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the pool
     logging.getLogger('interacthand').setLevel(logging.ERROR)  # the parent has said which hand model
-    cfg.update(mano_path=mano_path)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     os.environ.setdefault('LP_NUM_THREADS', '1')  # Mesa llvmpipe: one rendering thread
-    _maker = FrameMaker()
+    _maker = FrameMaker(mano_path)
 
 
 def _make_and_write(task: tuple[str, str, int, int]) -> tuple[str, int, dict, float]:
@@ -78,10 +77,10 @@ def _make_and_write(task: tuple[str, str, int, int]) -> tuple[str, int, dict, fl
     return split, index, ann, time.process_time() - cpu
 
 
-def _run_here(tasks: list[tuple]) -> Iterator[tuple[str, int, dict, float]]:
+def _run_here(tasks: list[tuple], mano_path: str | None) -> Iterator[tuple[str, int, dict, float]]:
     """Make the frames in this process (no thread limits: the caller's settings stay)."""
     global _maker
-    _maker = FrameMaker()
+    _maker = FrameMaker(mano_path)
     try:
         yield from map(_make_and_write, tasks)
     finally:
@@ -89,10 +88,10 @@ def _run_here(tasks: list[tuple]) -> Iterator[tuple[str, int, dict, float]]:
         _maker = None
 
 
-def _run_in_pool(tasks: list[tuple], workers: int) -> Iterator[tuple[str, int, dict, float]]:
+def _run_in_pool(tasks: list[tuple], workers: int, mano_path: str | None) -> Iterator[tuple[str, int, dict, float]]:
     """Make the frames in ``workers`` fresh processes (spawned: forking after this process used
     torch threads or an EGL display can hang), in any order."""
-    with mp.get_context('spawn').Pool(workers, _init_worker, (cfg.mano_path,)) as pool:
+    with mp.get_context('spawn').Pool(workers, _init_worker, (mano_path,)) as pool:
         yield from pool.imap_unordered(_make_and_write, tasks, chunksize=2)
 
 
@@ -109,8 +108,10 @@ def _coco(split: str, seed: int, model_id: str, anns: list[dict]) -> dict:
             'categories': [{'id': 1, 'name': 'hand'}]}
 
 
-def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int = 2) -> dict:
-    """Render and write the data set; returns {'frames', 'seconds', 'fps', 'cpu_per_frame',
+def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int = 2,
+             mano_path: str | Path | None = None) -> dict:
+    """Render and write the data set with the hand model of ``mano_path`` (a MANO file or folder;
+    None: the default folder; the built-in hand without MANO); returns {'frames', 'seconds', 'fps', 'cpu_per_frame',
     'occlusion'}: wall-clock time and rate (process start-up included), CPU seconds per frame
     (making and writing it, in its worker), and every frame's occlusion ratio (train, then
     evaluation)."""
@@ -124,7 +125,8 @@ def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int =
     except OSError as err:
         raise UserError(f'cannot create the output folder {out} ({err.strerror}); pick a writable '
                         '--out folder') from None
-    model_id = load_hand_model().model_id
+    mano_path = None if mano_path is None else str(mano_path)
+    model_id = load_hand_model(mano_path).model_id
     written = [split for split in SPLITS if counts[split]]
     for split in written:  # a split being rewritten has no annotation file until it is complete
         annotation_path(out, split).unlink(missing_ok=True)
@@ -132,7 +134,7 @@ def generate(out: Path, num_train: int, num_eval: int, seed: int, workers: int =
     anns: dict[str, list] = {split: [None] * counts[split] for split in SPLITS}
     start, cpu = time.perf_counter(), 0.0
     bar = tqdm(total=len(tasks), desc='SYNTH', unit='frame')
-    results = _run_here(tasks) if workers <= 1 else _run_in_pool(tasks, workers)
+    results = _run_here(tasks, mano_path) if workers <= 1 else _run_in_pool(tasks, workers, mano_path)
     try:
         for split, index, ann, spent in results:
             anns[split][index], cpu = ann, cpu + spent
@@ -199,8 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--num-train', type=int, default=2000, help='training frames (default 2000)')
     p.add_argument('--num-eval', type=int, default=500, help='evaluation frames (default 500)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    p.add_argument('--out', type=Path, default=Path(cfg.synth_root),
-                   help=f'output folder (default {cfg.synth_root})')
+    defaults = Config()
+    p.add_argument('--out', type=Path, default=Path(defaults.synth_root),
+                   help=f'output folder (default {defaults.synth_root})')
+    p.add_argument('--mano-path', type=Path, default=Path(defaults.mano_path),
+                   help='MANO_RIGHT.pkl, or the folder holding it (default: the reference location, '
+                   f'{defaults.mano_path}); without it, the built-in hand model')
     p.add_argument('--workers', type=int, default=min(os.cpu_count() or 1, 8),
                    help='rendering processes (default: one per CPU core, at most 8)')
     p.add_argument('--grid', type=Path, metavar='PNG',
@@ -223,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    stats = generate(args.out, args.num_train, args.num_eval, args.seed, args.workers)
+    stats = generate(args.out, args.num_train, args.num_eval, args.seed, args.workers, args.mano_path)
     print(f"occlusion of the frames: {occlusion_histogram(stats['occlusion'])}")
     if args.grid is not None:
         write_grid(args.out, args.grid)

@@ -9,6 +9,8 @@ every vertex inside the frame.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +60,14 @@ class Hand:
 class HandRig:
     """The hand model plus what scenes need to know about it: vertex regions (palm side, back,
     finger pads, fingertips, from the rest pose and the skinning weights) and a per-vertex palm
-    weight for skin colour."""
+    weight for skin colour.
 
-    def __init__(self):
-        self.layer = ManoLayer()
+    Args:
+        mano_path: MANO file or folder (None: the default folder); the built-in hand without MANO.
+    """
+
+    def __init__(self, mano_path: str | Path | None = None):
+        self.layer = ManoLayer(mano_path)
         self.faces = self.layer.faces.numpy()
         self.components = self.layer.hands_components.double().numpy()    # (45, 45)
         zero = torch.zeros(1, self.layer.pose_dim)

@@ -28,7 +28,7 @@ import numpy as np
 from SYNTH.hand import Hand, HandRig, srgb_to_linear
 from SYNTH.objects import PlacedObject, Shape, random_color, random_rotation, sample_shape, sample_texture
 from utils.mano import FINGERTIP_VERTS, JOINT_NAMES
-from utils.render import intrinsics
+from utils.transforms import intrinsics
 
 WIDTH, HEIGHT = 640, 480
 # HO3D's camera (v3, e.g. sequence ABF10), pixels; each frame jitters it slightly.
