@@ -128,12 +128,11 @@ class Config:
         return self
 
     def __post_init__(self) -> None:
+        """``Config(lr=...)`` sets fields explicitly, as :meth:`update` does (typed and checked)."""
         self._preset: str | None = None
         self._explicit: dict[str, Any] = {}
-        values = {f.name: getattr(self, f.name) for f in fields(Config)}
-        defaults = {f.name: f.default for f in fields(Config)}
-        self._explicit = {k: v for k, v in values.items() if v != defaults[k]}
-        self.update()
+        given = {f.name: getattr(self, f.name) for f in fields(Config)}
+        self.update(**{k: v for k, v in given.items() if v != getattr(Config, k)})
 
     @property
     def preset(self) -> str | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import Config, ConfigError, PRESETS, SCHEDULES, add_common_args, apply_args, parse_gpu, parse_set
+from config import Config, ConfigError, PRESETS, SCHEDULES, add_common_args, config_from_args, parse_gpu, parse_set
 from errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,18 @@ def test_schedule_follows_trainset_then_preset_then_explicit():
     assert c.end_epoch == 3 and c.preset == 'cpu'
     c.update(preset='paper')  # explicit overrides survive a later preset change
     assert c.end_epoch == 3 and c.backbone == 'resnet50'
-    assert c.reset().end_epoch == SCHEDULES['HO3D']['end_epoch'] and c.preset is None
+    fresh = Config()
+    assert fresh.end_epoch == SCHEDULES['HO3D']['end_epoch'] and fresh.preset is None
+
+
+def test_constructor_fields_are_explicit_settings():
+    """Config(field=value) is the same as Config().update(field=value): typed, checked, and kept
+    over a later preset."""
+    c = Config(lr='3e-3', trainset='DEX_YCB')
+    assert c.lr == 3e-3 and c.end_epoch == SCHEDULES['DEX_YCB']['end_epoch']
+    assert c.update(preset='cpu').lr == 3e-3 and c.backbone == PRESETS['cpu']['backbone']
+    with pytest.raises(ConfigError, match="bad value 'fast' for 'lr'"):
+        Config(lr='fast')
 
 
 @pytest.mark.parametrize('key, text, value', [
@@ -88,32 +99,45 @@ def test_parse_gpu_rejects(text):
         parse_gpu(text)
 
 
-def test_command_line_options_reach_cfg():
-    from config import cfg
+def test_command_line_options_make_a_config():
     parser = argparse.ArgumentParser()
     add_common_args(parser, datasets=('trainset',))
     args = parser.parse_args(['--preset', 'cpu', '--trainset', 'SYNTH', '--set', 'lr=0.01', 'use_iet=0',
                               '--set', 'end_epoch=3'])
-    try:
-        apply_args(args)
-        assert cfg.trainset == 'SYNTH' and cfg.lr == 0.01 and cfg.use_iet is False and cfg.preset == 'cpu'
-        assert cfg.end_epoch == 3  # a second --set adds to the first instead of replacing it
-    finally:
-        cfg.reset()
+    conf = config_from_args(args)
+    assert conf.trainset == 'SYNTH' and conf.lr == 0.01 and conf.use_iet is False and conf.preset == 'cpu'
+    assert conf.end_epoch == 3  # a second --set adds to the first instead of replacing it
+    assert config_from_args(args) is not conf and Config().lr != 0.01   # nothing shared
     with pytest.raises(ConfigError, match="bad --set item 'lr'"):
         parse_set(['lr'])
 
 
+SPY = '''
+import builtins, json, os, sys
+sys.path[:0] = [{common!r}, {main!r}]
+calls = []
+def spy(name, real):
+    def wrapper(*args, **kwargs):
+        mode = args[1] if len(args) > 1 else kwargs.get('mode', 'r')
+        if name != 'open' or any(c in str(mode) for c in 'wax+'):
+            calls.append([name, str(args[0])])
+        return real(*args, **kwargs)
+    return wrapper
+os.mkdir, os.makedirs, builtins.open = spy('mkdir', os.mkdir), spy('makedirs', os.makedirs), spy('open', builtins.open)
+import config
+config.Config().update(preset='cpu')
+sys.stderr.write(json.dumps(calls))
+'''
+
+
 def test_import_has_no_side_effects(tmp_path):
-    """Importing config creates no folders and prints nothing."""
-    code = ('import sys; sys.path[:0] = ["common", "main"]; import config; '
-            'import os; print(os.path.exists(config.cfg.output_dir))')
-    out_dir = ROOT / 'output'
-    existed = {p.name for p in out_dir.iterdir()} if out_dir.exists() else set()
-    res = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0 and res.stderr == ''
-    now = {p.name for p in out_dir.iterdir()} if out_dir.exists() else set()
-    assert now == existed
+    """Importing config and building a Config create no file or folder and print nothing: every
+    call that could (mkdir, makedirs, open for writing) is recorded, in a fresh process."""
+    code = SPY.format(common=str(ROOT / 'common'), main=str(ROOT / 'main'))
+    res = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == '' and res.stderr == '[]'
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_output_folder_that_cannot_be_made_is_named(tmp_path):

@@ -15,7 +15,6 @@ import torch
 from torchvision import transforms
 
 import test_data_helpers as fx
-from config import cfg
 from DEX_YCB.DEX_YCB import DEX_YCB
 from errors import UserError
 from HO3D.HO3D import HO3D
@@ -26,14 +25,18 @@ from utils.render import MeshRenderer
 
 TO_TENSOR = transforms.ToTensor()
 SEEDS = range(6)
+SIZE = 256            # crop side of every loader here
+KEY = {HO3D: 'ho3d', DEX_YCB: 'dex'}   # cls -> its folder in the roots fixture
+
+
+def load(cls, split: str, root: Path):
+    return cls(TO_TENSOR, split, root, SIZE)
 
 
 @pytest.fixture(scope='module')
 def roots(tmp_path_factory):
     """Fixture datasets: HO3D with v2 masks (6 train incl. 1 off-image entry, 3 evaluation),
     HO3D without masks and objects (silhouette fallback), DexYCB with left and right hands."""
-    cfg.reset()
-    cfg.update(input_img_shape='256,256')
     rng = np.random.default_rng(7)
     renderer = MeshRenderer(fx.W, fx.H)
     base = tmp_path_factory.mktemp('data')
@@ -46,9 +49,7 @@ def roots(tmp_path_factory):
     fx.write_dexycb(paths['dex'], [fx.make_frame(rng, renderer, s) for s in sides], 'train')
     fx.write_dexycb(paths['dex'], [fx.make_frame(rng, renderer, s) for s in sides[:4]], 'test')
     renderer.close()
-    cfg.update(ho3d_root=str(paths['ho3d']), dexycb_root=str(paths['dex']))
-    yield paths
-    cfg.reset()
+    return paths
 
 
 def annotation(ds, idx: int) -> dict:
@@ -74,8 +75,8 @@ def test_projected_joints_land_on_returned_2d_joints_and_on_the_image(roots, cls
     returned 2D joints; and the markers drawn at those joints in the fixture image move with the
     same transform into the returned crop (augmentation on; DexYCB includes mirrored left hands).
     Marker positions are measured in the written image file, so JPEG and overlap effects cancel."""
-    ds = cls(TO_TENSOR, 'train')
-    size = cfg.input_img_shape[0]
+    ds = load(cls, 'train', roots[KEY[cls]])
+    size = SIZE
     markers = ((0, fx.WRIST_RGB), (fx.MIDDLE_TIP, fx.TIP_RGB))
     raw = []
     for idx, e in enumerate(ds.entries):
@@ -111,7 +112,7 @@ def test_mano_params_reproduce_joints_after_rotation_and_flip(roots, cls):
     """The right-hand layer fed the returned MANO parameters gives the returned root-relative
     joints within 1 mm; those equal the annotated joints (mirrored for left hands) rotated about
     the camera z axis by exactly the crop's in-plane rotation."""
-    ds = cls(TO_TENSOR, 'train')
+    ds = load(cls, 'train', roots[KEY[cls]])
     rotated = 0
     for idx, (inputs, targets, meta) in items(ds):
         joints = targets['joints_coord_cam'].astype(np.float64)
@@ -151,7 +152,7 @@ def agreement(item, classes_needed=(1, 2)) -> float:
 def test_segmentation_stays_aligned_with_the_image(roots, cls):
     """HO3D's own (half-resolution v2) masks and DexYCB's npz labels, warped with the crop under
     augmentation and mirroring, label the fixture's red hand 1 and blue object 2."""
-    ds = cls(TO_TENSOR, 'train')
+    ds = load(cls, 'train', roots[KEY[cls]])
     scores = [agreement(item) for _, item in items(ds, range(3))]
     assert min(scores) > 0.96, scores
 
@@ -161,49 +162,43 @@ def test_silhouette_fallback_and_cache(roots, tmp_path, monkeypatch, caplog, cls
     """Without masks (HO3D: no seg/ folder; DexYCB: labels_*.npz removed, left hands included),
     hand pixels come from the rendered GT mesh, everything else is 255; the rendered maps are
     cached under <root>/seg_cache and read back instead of rendering again."""
-    field = 'ho3d_root' if cls is HO3D else 'dexycb_root'
     root = tmp_path / 'data'
     shutil.copytree(roots['plain'] if cls is HO3D else roots['dex'], root)
     for npz in root.rglob('labels_*.npz'):
         npz.unlink()
-    saved = getattr(cfg, field)
-    cfg.update(**{field: str(root)})
-    try:
-        with caplog.at_level(logging.WARNING, logger='interacthand'):
-            ds = cls(TO_TENSOR, 'train')
-        warned = [r.getMessage() for r in caplog.records if 'segmentation mask' in r.getMessage()]
-        assert len(warned) == 1 and f'{len(ds)} of {len(ds)} entries have no' in warned[0], warned
-        assert cls.mask_location in warned[0] and str(root) in warned[0]
-        first = []
-        for idx in range(len(ds)):
-            np.random.seed(idx)
-            item = ds[idx]
-            seg = item[1]['seg']
-            first.append(seg)
-            crop = fx.crop_of(item)
-            s = crop.shape[0] // SEG_STRIDE
-            colour = fx.colour_class(crop.reshape(s, SEG_STRIDE, s, SEG_STRIDE, 3).mean(axis=(1, 3)))
-            assert (seg[colour == 1] == 1).mean() > 0.97      # visible hand: hand
-            assert (seg[colour == 0] == 255).mean() > 0.97    # background: unknown
-            assert set(np.unique(seg)) <= {0, 1, 255}
-        cached = sorted(p.name for p in ds.cache_dir.glob('*.png'))
-        assert cached == sorted(f'{e.image_id}.png' for e in ds.entries)
-        assert ds.cache_dir.parent == root / 'seg_cache'
+    with caplog.at_level(logging.WARNING, logger='interacthand'):
+        ds = load(cls, 'train', root)
+    warned = [r.getMessage() for r in caplog.records if 'segmentation mask' in r.getMessage()]
+    assert len(warned) == 1 and f'{len(ds)} of {len(ds)} entries have no' in warned[0], warned
+    assert cls.mask_location in warned[0] and str(root) in warned[0]
+    first = []
+    for idx in range(len(ds)):
+        np.random.seed(idx)
+        item = ds[idx]
+        seg = item[1]['seg']
+        first.append(seg)
+        crop = fx.crop_of(item)
+        s = crop.shape[0] // SEG_STRIDE
+        colour = fx.colour_class(crop.reshape(s, SEG_STRIDE, s, SEG_STRIDE, 3).mean(axis=(1, 3)))
+        assert (seg[colour == 1] == 1).mean() > 0.97      # visible hand: hand
+        assert (seg[colour == 0] == 255).mean() > 0.97    # background: unknown
+        assert set(np.unique(seg)) <= {0, 1, 255}
+    cached = sorted(p.name for p in ds.cache_dir.glob('*.png'))
+    assert cached == sorted(f'{e.image_id}.png' for e in ds.entries)
+    assert ds.cache_dir.parent == root / 'seg_cache'
 
-        again = cls(TO_TENSOR, 'train')
-        monkeypatch.setattr(cls, '_renderer', lambda *a: pytest.fail('rendered despite the cache'))
-        for idx in range(len(again)):
-            np.random.seed(idx)
-            np.testing.assert_array_equal(again[idx][1]['seg'], first[idx])
-    finally:
-        cfg.update(**{field: saved})
+    again = load(cls, 'train', root)
+    monkeypatch.setattr(cls, '_renderer', lambda *a: pytest.fail('rendered despite the cache'))
+    for idx in range(len(again)):
+        np.random.seed(idx)
+        np.testing.assert_array_equal(again[idx][1]['seg'], first[idx])
 
 
 # ------------------------------------------------------------------------ test splits
 
 def test_dexycb_test_items_keep_ground_truth_in_the_original_frame(roots):
-    ds = DEX_YCB(TO_TENSOR, 'test')
-    size = cfg.input_img_shape[0]
+    ds = load(DEX_YCB, 'test', roots['dex'])
+    size = SIZE
     assert ds.has_gt and len(ds) == 4
     for idx in range(len(ds)):
         inputs, targets, meta = ds[idx]
@@ -232,7 +227,7 @@ def test_dexycb_test_items_keep_ground_truth_in_the_original_frame(roots):
 
 
 def test_ho3d_evaluation_items_have_no_ground_truth(roots):
-    ds = HO3D(TO_TENSOR, 'test')
+    ds = load(HO3D, 'test', roots['ho3d'])
     assert not ds.has_gt and ds.data_split == 'test' and len(ds) == 3
     for idx in range(len(ds)):
         _, targets, meta = ds[idx]
@@ -247,9 +242,9 @@ def test_ho3d_evaluation_items_have_no_ground_truth(roots):
 
 
 def test_batches_collate_with_the_contract_shapes(roots):
-    loader = torch.utils.data.DataLoader(DEX_YCB(TO_TENSOR, 'test'), batch_size=4)
+    loader = torch.utils.data.DataLoader(load(DEX_YCB, 'test', roots['dex']), batch_size=4)
     inputs, targets, meta = next(iter(loader))
-    s = cfg.input_img_shape[0]
+    s = SIZE
     assert inputs['img'].shape == (4, 3, s, s) and inputs['img'].dtype == torch.float32
     assert 0 <= inputs['img'].min() and inputs['img'].max() <= 1
     shapes = {'joints_img': (4, 21, 2), 'joints_coord_cam': (4, 21, 3), 'mano_pose': (4, 48),
@@ -263,26 +258,21 @@ def test_batches_collate_with_the_contract_shapes(roots):
 
 def test_entries_outside_the_image_are_skipped_and_counted_once(roots, caplog):
     with caplog.at_level(logging.INFO, logger='interacthand'):
-        ds = HO3D(TO_TENSOR, 'train')
+        ds = load(HO3D, 'train', roots['ho3d'])
     assert len(ds) == 5
     lines = [r.getMessage() for r in caplog.records if 'outside the image' in r.getMessage()]
     assert len(lines) == 1 and 'skipped 1 ' in lines[0], lines
     assert not any('segmentation mask' in r.getMessage() for r in caplog.records)   # all found
 
 
-@pytest.mark.parametrize('cls,field,words', [
-    (HO3D, 'ho3d_root', ('HO3D_train_data.json', 'HandOccNet')),
-    (DEX_YCB, 'dexycb_root', ('DEX_YCB_s0_train_data.json', 'HandOccNet')),
-    (SYNTH, 'synth_root', ('SYNTH_train_data.json', 'data/SYNTH/generate.py', 'make quickstart')),
+@pytest.mark.parametrize('cls,words', [
+    (HO3D, ('HO3D_train_data.json', 'HandOccNet')),
+    (DEX_YCB, ('DEX_YCB_s0_train_data.json', 'HandOccNet')),
+    (SYNTH, ('SYNTH_train_data.json', 'data/SYNTH/generate.py', 'make quickstart')),
 ])
-def test_missing_annotation_file_names_path_and_what_to_get(roots, tmp_path, cls, field, words):
-    saved = getattr(cfg, field)
-    cfg.update(**{field: str(tmp_path / 'nowhere')})
-    try:
-        with pytest.raises(UserError) as err:
-            cls(TO_TENSOR, 'train')
-    finally:
-        cfg.update(**{field: saved})
+def test_missing_annotation_file_names_path_and_what_to_get(tmp_path, cls, words):
+    with pytest.raises(UserError) as err:
+        load(cls, 'train', tmp_path / 'nowhere')
     assert str(tmp_path / 'nowhere' / 'annotations') in str(err.value)
     for w in words:
         assert w in str(err.value)
@@ -291,7 +281,6 @@ def test_missing_annotation_file_names_path_and_what_to_get(roots, tmp_path, cls
 def _copy_dex(roots, tmp_path) -> Path:
     root = tmp_path / 'dex'
     shutil.copytree(roots['dex'], root)
-    cfg.update(dexycb_root=str(root))
     return root
 
 
@@ -306,11 +295,8 @@ def test_malformed_annotation_file_names_file_and_problem(roots, tmp_path, damag
     root = _copy_dex(roots, tmp_path)
     path = root / 'annotations' / 'DEX_YCB_s0_train_data.json'
     path.write_text(damage(path.read_text()))
-    try:
-        with pytest.raises(UserError) as err:
-            DEX_YCB(TO_TENSOR, 'train')
-    finally:
-        cfg.update(dexycb_root=str(roots['dex']))
+    with pytest.raises(UserError) as err:
+        load(DEX_YCB, 'train', root)
     assert str(path) in str(err.value)
     for w in words:
         assert w in str(err.value)
@@ -322,24 +308,23 @@ def test_malformed_annotation_file_names_file_and_problem(roots, tmp_path, damag
 ])
 def test_missing_or_unreadable_image_names_the_file(roots, tmp_path, damage, words):
     root = _copy_dex(roots, tmp_path)
-    try:
-        ds = DEX_YCB(TO_TENSOR, 'train')
-        damage(ds.entries[2].img_path)
-        with pytest.raises(UserError) as err:
-            ds[2]
-    finally:
-        cfg.update(dexycb_root=str(roots['dex']))
+    ds = load(DEX_YCB, 'train', root)
+    damage(ds.entries[2].img_path)
+    with pytest.raises(UserError) as err:
+        ds[2]
     assert str(root) in str(err.value) and str(ds.entries[2].img_path) in str(err.value)
     assert words in str(err.value)
 
 
 def test_registry_builds_by_name_and_lists_names_for_unknown_ones(roots):
-    from config import DATASETS
+    from config import DATASETS, Config
     assert tuple(DATASET_CLASSES) == DATASETS
-    ds = build_dataset('DEX_YCB', TO_TENSOR, 'test')
-    assert isinstance(ds, DEX_YCB) and ds.data_split == 'test'
+    conf = Config(dexycb_root=str(roots['dex']), input_img_shape='128,128')
+    ds = build_dataset('DEX_YCB', TO_TENSOR, 'test', conf)
+    assert isinstance(ds, DEX_YCB) and ds.data_split == 'test' and ds.root == roots['dex']
+    assert ds[0][0]['img'].shape == (3, 128, 128)
     with pytest.raises(UserError) as err:
-        build_dataset('FreiHAND', TO_TENSOR, 'train')
+        build_dataset('FreiHAND', TO_TENSOR, 'train', conf)
     assert "'FreiHAND'" in str(err.value) and all(n in str(err.value) for n in DATASETS)
 
 
@@ -350,12 +335,7 @@ def test_ho3d_v3_jpeg_images_are_found_even_when_the_first_is_missing(roots, tmp
     for png in pngs:                                   # v3 ships the same frames as JPEG
         cv2.imwrite(str(png.with_suffix('.jpg')), cv2.imread(str(png)))
         png.unlink()
-    saved = cfg.ho3d_root
-    cfg.update(ho3d_root=str(root))
-    try:
-        ds = HO3D(TO_TENSOR, 'train')
-        ds.entries[0].img_path.unlink()
-        again = HO3D(TO_TENSOR, 'train')
-    finally:
-        cfg.update(ho3d_root=saved)
+    ds = load(HO3D, 'train', root)
+    ds.entries[0].img_path.unlink()
+    again = load(HO3D, 'train', root)
     assert all(e.img_path.suffix == '.jpg' and e.img_path.is_file() for e in again.entries[1:])

@@ -9,7 +9,6 @@ import torch
 from torchvision import transforms
 
 import test_data_helpers as fx
-from config import cfg
 from SYNTH.SYNTH import SYNTH
 from utils.mano import ManoLayer
 from utils.preprocessing import label_affine, warp_labels
@@ -17,14 +16,12 @@ from utils.render import MeshRenderer, RenderMesh
 from utils.transforms import cam2pixel
 
 TO_TENSOR = transforms.ToTensor()
+SIZE = 256   # crop side
 
 
 @pytest.fixture(scope='module')
 def synth(synth_set):
-    cfg.reset()
-    cfg.update(synth_root=str(synth_set), input_img_shape='256,256')
-    yield {split: SYNTH(TO_TENSOR, split) for split in ('train', 'test')}
-    cfg.reset()
+    return {split: SYNTH(TO_TENSOR, split, synth_set, SIZE) for split in ('train', 'test')}
 
 
 @pytest.fixture(scope='module')
@@ -60,7 +57,7 @@ def test_both_splits_load_with_ground_truth(synth):
 
 def test_joints_and_mano_params_stay_consistent_under_augmentation(synth, gt):
     ds, (anns, _) = synth['train'], gt['train']
-    size = cfg.input_img_shape[0]
+    size = SIZE
     for seed in range(2):
         for idx, a in enumerate(anns):
             np.random.seed(seed * 100 + idx)
@@ -92,7 +89,7 @@ def test_seg_files_match_the_rendered_hand_silhouette(synth, gt):
 
 def test_seg_targets_stay_aligned_with_the_silhouette_under_augmentation(synth, gt):
     ds, (_, sils) = synth['train'], gt['train']
-    small = cfg.input_img_shape[0] // 4
+    small = SIZE // 4
     for idx, sil in enumerate(sils):
         np.random.seed(idx)
         _, targets, meta = ds[idx]

@@ -1,4 +1,5 @@
-"""The demo (demo/demo.py) and the closed-form placement fits (utils/fit.py).
+"""The demo (demo/demo.py), the inference API under it (common/inference.py) and the closed-form
+placement fits (utils/fit.py).
 
 The demo tests run on a checkpoint trained here for two optimisation steps on a tiny SYNTH set
 (cpu preset) and saved in the Trainer's snapshot format; they check the five output files and
@@ -17,12 +18,14 @@ import torch
 from scipy.optimize import least_squares
 from torchvision import transforms
 
-from base import save_checkpoint
-from config import cfg
+import inference
+from checkpoints import save_checkpoint
+from config import Config
 from errors import UserError
 from utils.fit import (FitError, default_focal, fit_translation, fit_weak_perspective, image_center,
                        reprojection_error)
 from utils.mano import JOINT_NAMES, ManoLayer
+from utils.render import OverlayRenderer
 from utils.preprocessing import AugParams, crop_affine, label_affine, warp_labels
 from utils.transforms import cam2pixel
 from utils.vis import (FINGER_COLOURS, FINGERS, LABEL_COLOURS, WRIST_COLOUR, colour_labels, draw_skeleton,
@@ -40,13 +43,6 @@ def _load_demo():
 
 
 demo = _load_demo()
-
-
-@pytest.fixture(autouse=True)
-def fresh_cfg():
-    cfg.reset()
-    yield
-    cfg.reset()
 
 
 # ---------------------------------------------------------------- the fits
@@ -132,8 +128,8 @@ def test_box_from_labels_keeps_split_hand_and_drops_specks():
     labels[45:60, 15:35] = 1          # hand below it
     labels[40:45, 5:40] = 2
     labels[90, 110] = 1               # a speck
-    np.testing.assert_array_equal(demo.box_from_labels(labels), [10, 20, 24, 39])
-    assert demo.box_from_labels(np.zeros((10, 10), np.uint8)) is None
+    np.testing.assert_array_equal(inference.box_from_labels(labels), [10, 20, 24, 39])
+    assert inference.box_from_labels(np.zeros((10, 10), np.uint8)) is None
 
 
 def test_seg_to_image_inverts_the_data_pipeline_crop():
@@ -146,7 +142,7 @@ def test_seg_to_image_inverts_the_data_pipeline_crop():
     img2crop = crop_affine(box, size, AugParams())
     small = warp_labels(labels, label_affine(img2crop, labels.shape, labels.shape), size // 4)
     probs = np.eye(3, dtype=np.float32)[small].transpose(2, 0, 1)
-    back = demo.seg_to_image(probs, img2crop, labels.shape)
+    back = inference.seg_to_image(probs, img2crop, labels.shape)
     inside = np.zeros_like(labels, bool)
     inside[50:210, 80:240] = True
     assert (back[inside] == labels[inside]).mean() > 0.95
@@ -193,26 +189,24 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo')
     synth = root / 'synth'
     generate(synth, num_train=2, num_eval=1, seed=5, workers=1)
-    cfg.reset()
-    cfg.update(preset='cpu', trainset='SYNTH', synth_root=str(synth), output_dir=str(root / 'output'))
+    conf = Config().update(preset='cpu', trainset='SYNTH', synth_root=str(synth), output_dir=str(root / 'output'))
     torch.manual_seed(0)
     np.random.seed(0)                                     # the loader's augmentation
-    dataset = SYNTH(transforms.ToTensor(), 'train')
+    dataset = SYNTH(transforms.ToTensor(), 'train', synth, conf.input_img_shape[0])
     inputs, targets, meta = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
-    model = get_model('train')
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.lr_dec_epoch))
+    model = get_model(conf, 'train')
+    opt = torch.optim.Adam(model.parameters(), lr=conf.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(conf.lr_dec_epoch))
     for _ in range(2):
         loss = sum(model(inputs, targets, meta, 'train').values())
         opt.zero_grad()
         loss.backward()
         opt.step()
     sched.step()
-    path = cfg.model_dir / 'snapshot_1.pth.tar'
+    path = conf.model_dir / 'snapshot_1.pth.tar'
     save_checkpoint({'epoch': 1, 'network': model.state_dict(), 'optimizer': opt.state_dict(),
-                     'scheduler': sched.state_dict(), 'config': cfg.to_dict(), 'preset': cfg.preset,
+                     'scheduler': sched.state_dict(), 'config': conf.to_dict(), 'preset': conf.preset,
                      'hand_model': model.hand_model_id}, path)
-    cfg.reset()
     return root / 'output', path, synth / 'evaluation' / 'rgb' / '000000.jpg'
 
 
@@ -275,7 +269,7 @@ def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path, capsys):
     cx, cy, cw, ch = result['box']['crop_box']
     assert cw == pytest.approx(ch) and cw == pytest.approx(1.5 * max(hw, hh), rel=1e-3)
     np.testing.assert_allclose([cx + cw / 2, cy + ch / 2], [hx + hw / 2, hy + hh / 2], atol=0.01)
-    assert result['box']['source'] in demo.BOX_SOURCES.values()
+    assert result['box']['source'] in inference.BOX_SOURCES.values()
 
     # the fit of the reported joints, done here, decides what the files must say; a briefly
     # trained network may well predict 2D joints that no camera explains
@@ -285,7 +279,7 @@ def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path, capsys):
         best = fit_translation(joints_rel, joints_2d, f, c)
     except FitError:
         assert 'no camera in front' in fit['failed'] and 'translation_m' not in fit
-        np.testing.assert_allclose(verts, _mano_mesh(result) + [0, 0, demo.NOMINAL_DEPTH], atol=2e-4)
+        np.testing.assert_allclose(verts, _mano_mesh(result) + [0, 0, inference.NOMINAL_DEPTH], atol=2e-4)
     else:
         # The demo fitted the unrounded outputs, this the JSON's (1 um, 1/1000 px). A briefly
         # trained network's hand may sit metres away, where the optimum is flat and rounding moves
@@ -312,7 +306,7 @@ def test_demo_with_fit_writes_five_consistent_files(trained, tmp_path, capsys):
     assert _png(out / f'{name}_overlay.png').shape == img.shape
 
 
-def _consistent_prediction(t: np.ndarray, focal: float, princpt: np.ndarray) -> 'demo.Prediction':
+def _consistent_prediction(t: np.ndarray, focal: float, princpt: np.ndarray) -> 'inference.Prediction':
     """A prediction whose 2D joints are the exact projection of its 3D joints moved by t."""
     pose = torch.randn(1, 48, generator=torch.Generator().manual_seed(11)) * 0.4
     with torch.no_grad():
@@ -320,7 +314,8 @@ def _consistent_prediction(t: np.ndarray, focal: float, princpt: np.ndarray) -> 
     root = joints[0, 0]
     joints_rel, verts_rel = (joints[0] - root).numpy(), (verts[0] - root).numpy()
     uv = cam2pixel(joints_rel + t, (focal, focal), princpt)
-    return demo.Prediction(joints_rel, verts_rel, uv, pose[0].numpy(), np.zeros(10), None)
+    return inference.Prediction(joints_rel, verts_rel, uv, pose[0].numpy(), np.zeros(10), None,
+                                crop_box=np.array([0.0, 0.0, 100.0, 100.0]))
 
 
 def test_fitted_placement_and_its_overlay():
@@ -329,30 +324,30 @@ def test_fitted_placement_and_its_overlay():
     w, h = 320, 240
     t = np.array([0.03, -0.02, 0.6])
     pred = _consistent_prediction(t, default_focal(w, h), image_center(w, h))
-    placement = demo.fitted_placement(pred, w, h, None)
+    placement = inference.fitted_placement(pred, w, h, None)
     np.testing.assert_allclose(placement.info['translation_m'], t, atol=1e-6)
-    np.testing.assert_allclose(placement.obj_verts, pred.verts_rel + t, atol=1e-6)
+    np.testing.assert_allclose(placement.verts, pred.verts_rel + t, atol=1e-6)
     assert placement.info['reprojection_error_px']['max'] < 1e-3
     assert placement.K[0, 0] == placement.K[1, 1] == max(w, h)
 
     img = np.full((h, w, 3), 40, np.uint8)
-    renderer = demo.OverlayRenderer(ManoLayer().faces.numpy().astype(np.int64))
+    renderer = OverlayRenderer(ManoLayer().faces.numpy().astype(np.int64))
     try:
-        overlay = renderer.render(img, placement)
+        overlay = renderer.render(img, placement.render_verts, placement.K)
     finally:
         renderer.close()
     rows, cols = np.nonzero(np.abs(overlay.astype(int) - img.astype(int)).max(-1) > 3)
-    uv = cam2pixel(placement.obj_verts, np.diag(placement.K)[:2], placement.K[:2, 2])
+    uv = cam2pixel(placement.verts, np.diag(placement.K)[:2], placement.K[:2, 2])
     assert len(rows) > 500
     assert cols.min() >= uv[:, 0].min() - 2 and cols.max() <= uv[:, 0].max() + 2
     assert rows.min() >= uv[:, 1].min() - 2 and rows.max() <= uv[:, 1].max() + 2
 
 
 def test_shape_warnings_flag_implausible_betas():
-    assert demo.shape_warnings(np.full(10, 2.5)) == []
+    assert inference.shape_warnings(np.full(10, 2.5)) == []
     shape = np.zeros(10)
     shape[3] = -12.34
-    (warning,) = demo.shape_warnings(shape)
+    (warning,) = inference.shape_warnings(shape)
     assert '|beta| = 12.3' in warning
 
 
@@ -362,20 +357,20 @@ def test_unfitted_placements():
     w, h = 320, 240
     c = image_center(w, h)
     pred = _consistent_prediction(np.array([0.0, 0.0, 0.5]), 400.0, c)
-    placement = demo.weak_perspective_placement(pred, w, h)
+    placement = inference.weak_perspective_placement(pred, w, h)
     s, a = placement.info['scale_px_per_m'], np.array(placement.info['offset_px'])
     flat = pred.verts_rel.copy()
     flat[:, 2] = 0.0
     camera = flat + (placement.render_verts - pred.verts_rel)
     np.testing.assert_allclose(cam2pixel(camera, np.diag(placement.K)[:2], placement.K[:2, 2]),
                                s * flat[:, :2] + a, atol=1e-3)
-    np.testing.assert_allclose(placement.obj_verts, pred.verts_rel + [0, 0, demo.NOMINAL_DEPTH])
+    np.testing.assert_allclose(placement.verts, pred.verts_rel + [0, 0, inference.NOMINAL_DEPTH])
 
     pred.joints_2d = 2 * c - pred.joints_2d                        # turned by 180 degrees
-    failed = demo.fitted_placement(pred, w, h, 500.0)
+    failed = inference.fitted_placement(pred, w, h, 500.0)
     assert 'no camera in front' in failed.info['failed'] and failed.info['focal_px'] == [500.0, 500.0]
     assert 'fit failed' in failed.message
-    np.testing.assert_allclose(failed.obj_verts, pred.verts_rel + [0, 0, demo.NOMINAL_DEPTH])
+    np.testing.assert_allclose(failed.verts, pred.verts_rel + [0, 0, inference.NOMINAL_DEPTH])
 
 
 def test_demo_default_checkpoint_clipped_box_and_no_fit(trained, tmp_path, capsys):
@@ -393,7 +388,7 @@ def test_demo_default_checkpoint_clipped_box_and_no_fit(trained, tmp_path, capsy
     np.testing.assert_allclose(result['box']['hand_box'], [w - 100, 50, 99, 200])
     assert 'fit' not in result and result['placement']['scale_px_per_m'] != 0
     verts, _, comments = _read_obj(out / f'{image.stem}_mesh.obj')
-    np.testing.assert_allclose(verts, _mano_mesh(result) + [0, 0, demo.NOMINAL_DEPTH], atol=2e-4)
+    np.testing.assert_allclose(verts, _mano_mesh(result) + [0, 0, inference.NOMINAL_DEPTH], atol=2e-4)
     assert any('nominal' in c for c in comments)
 
 
@@ -420,12 +415,12 @@ def test_demo_user_errors(trained, tmp_path, monkeypatch):
     output_dir, ckpt, image = trained
     empty = tmp_path / 'empty_output'
     import quickstart
-    assert demo.quickstart_model_dir() == quickstart.OUT / 'model_dump'    # where make quickstart writes
-    monkeypatch.setattr(demo, 'quickstart_model_dir', lambda: tmp_path / 'no_quickstart')
+    assert demo.QUICKSTART_DIR == quickstart.OUT                        # where make quickstart writes
+    monkeypatch.setattr(demo, 'QUICKSTART_DIR', tmp_path / 'no_quickstart')
     with pytest.raises(UserError, match='no checkpoint found') as err:
         demo.main(['--input', str(image), '--gpu', 'cpu', '--set', f'output_dir={empty}'])
     text = str(err.value)
-    assert str(empty / 'model_dump') in text and str(tmp_path / 'no_quickstart') in text
+    assert str(empty / 'model_dump') in text and str(tmp_path / 'no_quickstart' / 'model_dump') in text
     assert 'make quickstart' in text
 
     bad = tmp_path / 'photo.jpg'

@@ -9,7 +9,7 @@ from config import ROOT
 
 TOOLS = ['main/train.py', 'main/test.py', 'main/evaluate.py', 'main/quickstart.py', 'demo/demo.py',
          'demo/hand_model.py', 'data/SYNTH/generate.py', 'bench/speed.py', 'bench/mano_speed.py',
-         'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py']
+         'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py', 'bench/train_speed.py']
 
 
 def test_every_tool_is_listed():

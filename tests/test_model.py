@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from config import PRESETS, cfg
+from config import PRESETS, Config
 from errors import UserError
 from model import Model, get_model, parameter_counts, parameter_summary
 from nets.mano_head import root_relative_mesh
@@ -33,12 +33,8 @@ def one_thread():
 
 @pytest.fixture
 def configure():
-    """Set cfg to the cpu preset plus overrides; restore the defaults afterwards."""
-    def apply(**fields):
-        cfg.reset()
-        return cfg.update(preset='cpu', **fields)
-    yield apply
-    cfg.reset()
+    """A new config: the cpu preset plus overrides."""
+    return lambda **fields: Config().update(preset='cpu', **fields)
 
 
 def consistent_samples(mano: ManoLayer, n: int, size: int, seed: int = 0) -> tuple[dict, dict]:
@@ -80,7 +76,7 @@ def _train_batch(size: int, n: int = 2, seed: int = 0) -> tuple[dict, dict]:
 def test_train_and_test_outputs(configure, branch):
     conf = configure(hand_branch=branch)
     s = conf.input_img_shape[0]
-    model = get_model('train')
+    model = get_model(conf, 'train')
     inputs, targets = _train_batch(s)
     losses = model(inputs, targets, {}, 'train')
     assert set(losses) == LOSS_KEYS | {'seg'}
@@ -103,7 +99,7 @@ def test_train_and_test_outputs(configure, branch):
 
 def test_baseline_runs(configure):
     conf = configure(**ALL_OFF)
-    model = get_model('train')
+    model = get_model(conf, 'train')
     assert model.seg_head is None and model.iet is None and model.cgblock is None
     assert type(model.refiner).__name__ == 'SelfAttention'
     inputs, targets = _train_batch(conf.input_img_shape[0])
@@ -116,8 +112,8 @@ def test_baseline_runs(configure):
 
 @pytest.mark.parametrize('size', [128, 192, 256])
 def test_input_sizes(configure, size):
-    configure(input_img_shape=(size, size), feat_dim=32, iet_heads=2, let_heads=2)
-    model = get_model('test')
+    conf = configure(input_img_shape=(size, size), feat_dim=32, iet_heads=2, let_heads=2)
+    model = get_model(conf, 'test')
     with torch.no_grad():
         out = model({'img': torch.rand(1, 3, size, size)}, None, None, 'test')
     assert out['mesh_coord_cam'].shape == (1, 778, 3) and out['seg'].shape[-1] == size // 4
@@ -125,8 +121,8 @@ def test_input_sizes(configure, size):
 
 @pytest.mark.parametrize('shape', [(1, 3, 200, 200), (1, 4, SIZE, SIZE), (1, 3, 128, 128), (3, SIZE, SIZE)])
 def test_wrong_input_shape_is_refused(configure, shape):
-    configure()
-    model = get_model('test')
+    conf = configure()
+    model = get_model(conf, 'test')
     with pytest.raises(ValueError) as err:
         model({'img': torch.rand(*shape)}, None, None, 'test')
     assert f'(B, 3, {SIZE}, {SIZE})' in str(err.value) and str(shape) in str(err.value)
@@ -135,21 +131,21 @@ def test_wrong_input_shape_is_refused(configure, shape):
 def test_imagenet_weights_are_fetched_for_training_only(configure, tmp_path, monkeypatch):
     """Offline with pretrained=True: 'test' builds (a checkpoint replaces the weights anyway),
     'train' stops with the UserError that says where the weight file goes."""
-    configure(pretrained=True)
+    conf = configure(pretrained=True)
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
 
     def offline(*args, **kwargs):
         raise OSError('no network')
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
-    assert not get_model('test').training
+    assert not get_model(conf, 'test').training
     with pytest.raises(UserError, match='pretrained=False'):
-        get_model('train')
+        get_model(conf, 'train')
 
 
 def test_bad_mode_is_refused(configure):
-    configure()
+    conf = configure()
     with pytest.raises(ValueError, match="'train' or 'test'"):
-        get_model('eval')
+        get_model(conf, 'eval')
 
 
 # ---------------------------------------------------------------- gradients, determinism
@@ -157,7 +153,7 @@ def test_bad_mode_is_refused(configure):
 @pytest.mark.parametrize('branch', ['image', 'feature'])
 def test_every_parameter_gets_a_gradient(configure, branch):
     conf = configure(hand_branch=branch)
-    model = get_model('train')
+    model = get_model(conf, 'train')
     inputs, targets = _train_batch(conf.input_img_shape[0], n=3)
     sum(model(inputs, targets, {}, 'train').values()).backward()
     missing = [n for n, p in model.named_parameters()
@@ -177,8 +173,8 @@ def _grad_norms(model: Model, loss: torch.Tensor) -> dict[str, float]:
 @pytest.mark.parametrize('branch', ['image', 'feature'])
 @pytest.mark.parametrize('scale', [0.0, 0.5, 1.0])
 def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale, branch):
-    configure(mesh_grad_scale=scale, hand_branch=branch)
-    model = get_model('train')
+    conf = configure(mesh_grad_scale=scale, hand_branch=branch)
+    model = get_model(conf, 'train')
     inputs, targets = _train_batch(SIZE, n=3)
     losses = model(inputs, targets, {}, 'train')
     mesh = _grad_norms(model, losses['mano_verts'] + losses['mano_joints'])
@@ -186,8 +182,8 @@ def test_mesh_grad_scale_controls_what_the_mesh_losses_train(configure, scale, b
     assert mesh['seg_head'] == 0            # the hand view's mask never passes the mesh gradient
     assert (mesh['backbone'] > 0) == (scale > 0) and (mesh['hand_head'] > 0) == (scale > 0)
     if scale == 0.5:                        # exactly half of what flows at 1
-        configure(mesh_grad_scale=1.0, hand_branch=branch)
-        full = get_model('train')
+        conf = configure(mesh_grad_scale=1.0, hand_branch=branch)
+        full = get_model(conf, 'train')
         full.load_state_dict(model.state_dict())
         ref = _grad_norms(full, sum(v for k, v in full(inputs, targets, {}, 'train').items()
                                     if k in ('mano_verts', 'mano_joints')))
@@ -201,9 +197,9 @@ def test_mesh_loss_gt_root_ignores_the_predicted_global_rotation(configure):
     inputs, targets = _train_batch(SIZE, n=2)
     values = {}
     for gt_root in (False, True):
-        configure(mesh_loss_gt_root=gt_root)
+        conf = configure(mesh_loss_gt_root=gt_root)
         torch.manual_seed(0)
-        model = get_model('train').eval()   # eval: batch norm does not move between the passes
+        model = get_model(conf, 'train').eval()   # eval: batch norm does not move between the passes
         head = model.regressor.mano_head
         for turn in (0.0, 1.0):
             def rotate_root(module, args, out, turn=turn):
@@ -223,8 +219,8 @@ def test_mesh_loss_gt_root_ignores_the_predicted_global_rotation(configure):
 
 
 def test_eval_is_deterministic_and_per_sample(configure):
-    configure()
-    model = get_model('test')
+    conf = configure()
+    model = get_model(conf, 'test')
     img = torch.rand(3, 3, SIZE, SIZE)
     with torch.no_grad():
         a = model({'img': img}, None, None, 'test')
@@ -237,7 +233,7 @@ def test_eval_is_deterministic_and_per_sample(configure):
 
 def test_autocast_keeps_the_mano_layer_in_float32(configure):
     conf = configure()
-    model = get_model('train')
+    model = get_model(conf, 'train')
     inputs, targets = _train_batch(conf.input_img_shape[0])
     with torch.autocast('cpu', dtype=torch.bfloat16):
         losses = model(inputs, targets, {}, 'train')
@@ -253,7 +249,7 @@ def test_overfits_four_samples(configure):
     start = time.perf_counter()
     conf = configure()
     torch.manual_seed(0)
-    model = get_model('train')
+    model = get_model(conf, 'train')
     inputs, targets = _train_batch(conf.input_img_shape[0], n=4, seed=1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     totals = []
@@ -276,7 +272,7 @@ def test_distributed_data_parallel_step(configure, tmp_path):
     conf = configure()
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
     try:
-        ddp = torch.nn.parallel.DistributedDataParallel(get_model('train'))
+        ddp = torch.nn.parallel.DistributedDataParallel(get_model(conf, 'train'))
         inputs, targets = _train_batch(conf.input_img_shape[0])
         for _ in range(2):
             sum(ddp(inputs, targets, {}, 'train').values()).backward()
@@ -286,7 +282,7 @@ def test_distributed_data_parallel_step(configure, tmp_path):
 
 def test_data_parallel_wrapper_passes_dicts_through(configure):
     conf = configure()
-    dp = torch.nn.DataParallel(get_model('train'))
+    dp = torch.nn.DataParallel(get_model(conf, 'train'))
     inputs, targets = _train_batch(conf.input_img_shape[0])
     losses = dp(inputs, targets, {}, 'train')
     assert set(losses) == LOSS_KEYS | {'seg'} and all(v.dim() == 0 for v in losses.values())
@@ -295,12 +291,12 @@ def test_data_parallel_wrapper_passes_dicts_through(configure):
 # ---------------------------------------------------------------- parameter table
 
 def test_parameter_counts_cover_the_model(configure):
-    configure()
-    model = get_model('test')
+    conf = configure()
+    model = get_model(conf, 'test')
     counts = parameter_counts(model)
     assert sum(v for k, v in counts.items() if k != 'total') == counts['total']
     assert counts['total'] == sum(p.numel() for p in model.parameters())
     assert {'backbone', 'seg_head', 'iet', 'cgblock', 'refiner', 'regressor.mano_head'} <= set(counts)
     assert 'regressor.hand_head' in parameter_summary(model)
-    configure(**ALL_OFF)
-    assert 'seg_head' not in parameter_counts(Model(cfg))
+    conf = configure(**ALL_OFF)
+    assert 'seg_head' not in parameter_counts(Model(conf))

@@ -14,10 +14,12 @@ import pytest
 import torch
 
 import test_data_helpers as fx
-from base import (NonFiniteLoss, Runtime, Trainer, find_snapshot, list_snapshots, load_checkpoint,
-                  load_network, model_config_from, save_checkpoint, snapshot_path)
-from config import cfg
+from checkpoints import (find_snapshot, list_snapshots, load_checkpoint, load_network, model_config_from,
+                         save_checkpoint, snapshot_path)
+from config import Config
 from errors import UserError
+from runtime import Runtime
+from training import NonFiniteLoss, Trainer
 from utils.curves import plot_training_curves
 from utils.metrics import SUMMARY_KEYS
 from utils.submission import read_submission
@@ -31,13 +33,6 @@ def _cli(script: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600, cwd=ROOT)
 
 
-@pytest.fixture(autouse=True)
-def fresh_cfg():
-    cfg.reset()
-    yield
-    cfg.reset()
-
-
 @pytest.fixture(scope='module')
 def trained(synth_set, tmp_path_factory) -> Path:
     """train.py for one epoch on the session's tiny SYNTH set; returns its output_dir."""
@@ -48,9 +43,9 @@ def trained(synth_set, tmp_path_factory) -> Path:
     return out
 
 
-def _configure(synth_set: Path, out: Path, **extra) -> None:
-    cfg.update(preset='cpu', trainset='SYNTH', testset='SYNTH', synth_root=str(synth_set),
-               output_dir=str(out), num_thread=0, **extra)
+def _configure(synth_set: Path, out: Path, **extra) -> Config:
+    return Config().update(preset='cpu', trainset='SYNTH', testset='SYNTH', synth_root=str(synth_set),
+                           output_dir=str(out), num_thread=0, **extra)
 
 
 def test_train_writes_a_complete_snapshot_and_log(trained):
@@ -136,14 +131,13 @@ def test_snapshot_that_does_not_fit_names_the_settings_that_differ(trained):
     stored = model_config_from(ckpt)
     for change, words in (({'feat_dim': 2 * stored['feat_dim']}, 'weights of other sizes'),
                           ({'use_let': False}, 'missing and')):
-        cfg.reset().update(preset='cpu', **{**stored, **change})
+        conf = Config().update(preset='cpu', **{**stored, **change})
         with pytest.raises(UserError) as err:
-            load_network(get_model('test'), ckpt, path)
+            load_network(get_model(conf, 'test'), ckpt, path)
         (key, value), = change.items()
         assert str(path) in str(err.value) and words in str(err.value)
         assert f'trained with {key}={stored[key]} and this run asks for {key}={value}' in str(err.value)
-    cfg.reset().update(preset='cpu', **stored)
-    load_network(get_model('test'), ckpt, path)                       # the stored settings fit
+    load_network(get_model(Config().update(preset='cpu', **stored), 'test'), ckpt, path)   # the stored settings fit
 
 
 @pytest.mark.parametrize('make, words', [
@@ -167,15 +161,14 @@ def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
     """Two epochs in one go equal one epoch, a new process-like Trainer with --continue, and one
     more: same weights, same optimizer state, same learning rate after the decay at epoch 1."""
     settings = dict(end_epoch=2, lr_dec_epoch='1', lr_dec_factor=0.5, train_batch_size=8)
-    _configure(synth_set, tmp_path / 'straight', **settings)
-    straight = Trainer(cfg, CPU)
+    straight = Trainer(_configure(synth_set, tmp_path / 'straight', **settings), CPU)
     straight.train()
 
-    _configure(synth_set, tmp_path / 'resumed', **{**settings, 'end_epoch': 1})
-    Trainer(cfg, CPU).train()
-    cfg.update(end_epoch=2)
-    resumed = Trainer(cfg, CPU, resume=True)
-    assert resumed.start_epoch == 1 and resumed.optimizer.param_groups[0]['lr'] == pytest.approx(cfg.lr * 0.5)
+    conf = _configure(synth_set, tmp_path / 'resumed', **{**settings, 'end_epoch': 1})
+    Trainer(conf, CPU).train()
+    conf.update(end_epoch=2)
+    resumed = Trainer(conf, CPU, resume=True)
+    assert resumed.start_epoch == 1 and resumed.optimizer.param_groups[0]['lr'] == pytest.approx(conf.lr * 0.5)
     resumed.train()
 
     a, b = load_checkpoint(snapshot_path(tmp_path / 'straight' / 'model_dump', 2)), \
@@ -191,19 +184,19 @@ def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
     assert [h['epoch'] for h in b['history']] == [1, 2] and a['history'][0].keys() == b['history'][0].keys()
     for ha, hb in zip(a['history'], b['history']):
         assert all(ha[k] == pytest.approx(hb[k], rel=1e-5) for k in ha)
-    assert b['history'][1]['lr'] == pytest.approx(cfg.lr * 0.5)
+    assert b['history'][1]['lr'] == pytest.approx(conf.lr * 0.5)
     # and the uninterrupted run really did change the weights in epoch 2
     first = load_checkpoint(snapshot_path(tmp_path / 'resumed' / 'model_dump', 1))
     assert any(not torch.equal(first['network'][k], v) for k, v in a['network'].items())
 
 
 def test_snapshots_kept_every_ckpt_freq_and_the_latest(synth_set, tmp_path):
-    _configure(synth_set, tmp_path, end_epoch=3, ckpt_freq=2, train_batch_size=16)
-    trainer = Trainer(cfg, CPU)
+    conf = _configure(synth_set, tmp_path, end_epoch=3, ckpt_freq=2, train_batch_size=16)
+    trainer = Trainer(conf, CPU)
     trainer.train()
-    assert sorted(list_snapshots(cfg.model_dir)) == [2, 3]
-    assert find_snapshot(cfg.model_dir, None) == snapshot_path(cfg.model_dir, 3)
-    assert not list(Path(cfg.model_dir).glob('.*tmp*'))
+    assert sorted(list_snapshots(conf.model_dir)) == [2, 3]
+    assert find_snapshot(conf.model_dir, None) == snapshot_path(conf.model_dir, 3)
+    assert not list(Path(conf.model_dir).glob('.*tmp*'))
 
 
 def test_interrupted_save_leaves_the_old_snapshot_intact(tmp_path, monkeypatch):
@@ -225,10 +218,10 @@ def test_interrupted_save_leaves_the_old_snapshot_intact(tmp_path, monkeypatch):
 def test_interrupt_names_the_snapshot_to_continue_from(synth_set, tmp_path, monkeypatch):
     """Ctrl-C in epoch 1: no snapshot, and the log file says so; in epoch 2 of a new run: epoch 1's
     snapshot stays, and the log file names it and how to go on."""
-    _configure(synth_set, tmp_path, end_epoch=3, train_batch_size=16)
-    trainer = Trainer(cfg, CPU)
+    conf = _configure(synth_set, tmp_path, end_epoch=3, train_batch_size=16)
+    trainer = Trainer(conf, CPU)
     real_epoch = trainer.train_epoch
-    log_file = cfg.log_dir / 'train_logs.txt'
+    log_file = conf.log_dir / 'train_logs.txt'
     for stop_at in (0, 1):
         def ctrl_c(epoch, t_start):
             if epoch == stop_at:
@@ -240,15 +233,15 @@ def test_interrupt_names_the_snapshot_to_continue_from(synth_set, tmp_path, monk
             trainer.train()
         note = log_file.read_text().strip().splitlines()[-1]
         if stop_at == 0:
-            assert not list_snapshots(cfg.model_dir) and 'no snapshot yet' in note
-    assert sorted(list_snapshots(cfg.model_dir)) == [1]
-    assert 'interrupted' in note and str(snapshot_path(cfg.model_dir, 1)) in note
+            assert not list_snapshots(conf.model_dir) and 'no snapshot yet' in note
+    assert sorted(list_snapshots(conf.model_dir)) == [1]
+    assert 'interrupted' in note and str(snapshot_path(conf.model_dir, 1)) in note
     assert '--continue' in note
 
 
 def test_non_finite_loss_names_iteration_and_terms(synth_set, tmp_path, monkeypatch):
-    _configure(synth_set, tmp_path, end_epoch=2, train_batch_size=16)
-    trainer = Trainer(cfg, CPU)
+    conf = _configure(synth_set, tmp_path, end_epoch=2, train_batch_size=16)
+    trainer = Trainer(conf, CPU)
     trainer.train_epoch(0, 0.0)
     trainer.save(1)
     model = trainer.model
@@ -266,8 +259,8 @@ def test_non_finite_loss_names_iteration_and_terms(synth_set, tmp_path, monkeypa
         trainer.train_epoch(1, 0.0)
     msg = str(err.value)
     assert 'epoch 2, iteration 2' in msg and 'mano_pose=nan' in msg and 'mano_verts=' in msg
-    assert str(snapshot_path(cfg.model_dir, 1)) in msg
-    assert sorted(list_snapshots(cfg.model_dir)) == [1]
+    assert str(snapshot_path(conf.model_dir, 1)) in msg
+    assert sorted(list_snapshots(conf.model_dir)) == [1]
 
 
 def test_ho3d_submission_is_root_aligned(trained, tmp_path):
@@ -314,9 +307,8 @@ def test_missing_training_data_is_named(tmp_path):
 
 def test_a_new_training_does_not_mix_with_snapshots_already_there(trained, synth_set):
     before = {p: p.stat().st_mtime_ns for p in (trained / 'model_dump').iterdir()}
-    _configure(synth_set, trained)
     with pytest.raises(UserError, match=r'already holds snapshots .*\(epochs 1\); add --continue') as err:
-        Trainer(cfg, CPU)
+        Trainer(_configure(synth_set, trained), CPU)
     assert str(trained / 'model_dump') in str(err.value)
     assert {p: p.stat().st_mtime_ns for p in (trained / 'model_dump').iterdir()} == before
 
@@ -339,7 +331,7 @@ def test_any_torchrun_launch_is_distributed_even_with_one_process(monkeypatch, t
     a plain launch is not."""
     import torch.distributed as dist
 
-    from base import setup_runtime
+    from runtime import setup_runtime
     assert not setup_runtime([]).distributed
     for key, value in {'RANK': '0', 'WORLD_SIZE': '1', 'LOCAL_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
                        'MASTER_PORT': '29637'}.items():
