@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from errors import UserError, run_cli  # noqa: E402
 from utils.mano import SIDES, HandModel, ManoLayer, load_hand_model  # noqa: E402
-from utils.proxy_hand import FINGER_JOINTS, OPPOSED_RING  # noqa: E402
+from builtin_hand.anatomy import FINGER_JOINTS  # noqa: E402
+from builtin_hand.rig import OPPOSED_RING  # noqa: E402
 from utils.render import MeshRenderer, RenderMesh  # noqa: E402
 from utils.transforms import intrinsics  # noqa: E402
 

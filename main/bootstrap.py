@@ -5,7 +5,7 @@ Entry scripts in ``main/`` import it directly (their folder is already on the pa
 folders first put ``main/`` on the path and then import it; ``tests/conftest.py`` imports it too.
 
 The source folders go to the front of the path, even when PYTHONPATH already names them, and a
-script's own folder is dropped when it is a package under ``data/``: ``data/SYNTH/generate.py``
+script's own folder is dropped when it is a package inside one of them: ``data/SYNTH/generate.py``
 would otherwise import ``data/SYNTH/SYNTH.py`` as the package ``SYNTH``.
 """
 import os
@@ -16,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = (ROOT / 'common', ROOT / 'main', ROOT / 'data')
 
 
-def _is_data_package(entry: str) -> bool:
+def _is_package_in_sources(entry: str) -> bool:
     path = Path(entry or '.').resolve()
-    return path.parent == ROOT / 'data' and (path / '__init__.py').is_file()
+    return path.parent in SOURCE_DIRS and (path / '__init__.py').is_file()
 
 
 sys.path[:] = [str(d) for d in SOURCE_DIRS] + [p for p in sys.path if p not in map(str, SOURCE_DIRS)
-                                               and not _is_data_package(p)]
+                                               and not _is_package_in_sources(p)]
 
 # OpenMP threads that spin while waiting turn every busy moment of a shared CPU (DataLoader workers,
 # another job) into a stall: a cpu-preset training step measured 18.9 s spinning and 0.8 s passive on

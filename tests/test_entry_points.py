@@ -1,7 +1,9 @@
 """Every command-line tool answers --help (so each one at least imports and builds its parser);
 the quickstart, which takes no options, must not start its job on --help or on a stray option."""
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,12 +11,13 @@ from config import ROOT
 
 TOOLS = ['main/train.py', 'main/test.py', 'main/evaluate.py', 'main/quickstart.py', 'demo/demo.py',
          'demo/hand_model.py', 'data/SYNTH/generate.py', 'bench/speed.py', 'bench/mano_speed.py',
-         'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py', 'bench/train_speed.py']
+         'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py', 'bench/train_speed.py',
+         'common/builtin_hand/build.py']
 
 
 def test_every_tool_is_listed():
     found = {str(p.relative_to(ROOT)) for d in ('main', 'demo', 'bench') for p in (ROOT / d).glob('*.py')}
-    found.add('data/SYNTH/generate.py')
+    found |= {'data/SYNTH/generate.py', 'common/builtin_hand/build.py'}
     assert found - {'main/bootstrap.py', 'main/config.py', 'main/model.py', 'bench/timing.py'} == set(TOOLS)
 
 
@@ -43,3 +46,14 @@ def test_quickstart_refuses_options_instead_of_running():
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 2 and 'unrecognized arguments: --epochs 3' in res.stderr
     assert '=== ' not in res.stdout
+
+
+@pytest.mark.parametrize('tool', ['data/SYNTH/generate.py', 'common/builtin_hand/build.py'])
+def test_scripts_inside_packages_run_with_the_source_folders_on_pythonpath(tool):
+    """Users of the reference put the project folders on PYTHONPATH; a script inside a package
+    folder (data/SYNTH/, common/builtin_hand/) must still import its package, not a module of
+    the same name beside it (data/SYNTH/SYNTH.py shadowed the package SYNTH)."""
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(str(ROOT / d) for d in ('common', 'main', 'data'))}
+    res = subprocess.run([sys.executable, str(ROOT / tool), '--help'], cwd=ROOT / Path(tool).parent,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith('usage:'), res.stderr[-2000:]

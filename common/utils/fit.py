@@ -19,7 +19,7 @@ focal length trades off against depth (doubling f doubles t_z, up to perspective
 t_z is only as right as the focal length given. Under weak perspective the scale is identifiable
 but the depth is not.
 
-Conventions (DESIGN.md): metres, camera axes x right, y down, z forward; pixels with centres at
+Conventions (docs/DESIGN.md): metres, camera axes x right, y down, z forward; pixels with centres at
 integer coordinates.
 """
 from __future__ import annotations

@@ -4,7 +4,8 @@ The official ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` are Python-2 pickles whose a
 in chumpy objects and whose ``J_regressor`` is a ``scipy.sparse`` matrix. :func:`load_mano_file`
 reads them with stand-in classes, so neither chumpy nor old scipy modules are needed, and refuses
 anything else a pickle could name. When no file is found, :func:`load_hand_model` falls back to the
-built-in procedural hand (``proxy_hand.py``) and says so once.
+built-in procedural hand (``asset/builtin_hand.npz``, made by ``common/builtin_hand/build.py``) and
+says so once.
 
 The layer follows the MANO paper (Romero et al. 2017) and agrees with smplx's and manopth's layers:
 
@@ -13,7 +14,7 @@ The layer follows the MANO paper (Romero et al. 2017) and agrees with smplx's an
     v_posed  = v_shaped + posedirs . (R(theta)[1:] - I)
     verts    = sum_k w_k G_k(theta, J) v_posed        (G_k: rest-to-posed transform of joint k)
 
-Units are metres. Joints come out in the order used everywhere in the code (DESIGN.md): wrist,
+Units are metres. Joints come out in the order used everywhere in the code (docs/DESIGN.md): wrist,
 thumb 1-4, index 1-4, middle 1-4, ring 1-4, pinky 1-4, where joint 4 of a finger is its fingertip
 vertex (:data:`FINGERTIP_VERTS`).
 """
@@ -23,6 +24,7 @@ import hashlib
 import io
 import logging
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
-from paths import DEFAULT_MANO_DIR
+from paths import BUILTIN_HAND_FILE, DEFAULT_MANO_DIR
 from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 from utils.transforms import mirror_pose
 
@@ -231,13 +233,37 @@ def find_mano_file(model_path: str | Path | None, side: str) -> Path | None:
     return None
 
 
+_builtin: dict[str, dict[str, np.ndarray]] = {}   # file -> arrays, read once per process
+
+
+def load_builtin_arrays(path: str | Path = BUILTIN_HAND_FILE) -> dict[str, np.ndarray]:
+    """The built-in right hand's arrays (MANO's key names, plus ``J``, the (16, 3) rest joints),
+    read from ``path`` once per process; each call returns fresh copies. A missing or damaged file
+    is a :class:`UserError` saying how to get it back."""
+    key = str(path)
+    if key not in _builtin:
+        how = ('restore it (git checkout -- asset/builtin_hand.npz) or rebuild it with '
+               'python common/builtin_hand/build.py')
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise UserError(f'the built-in hand model {path} is missing; {how}') from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f'the built-in hand model {path} cannot be read ({err}); {how}') from None
+        if missing := [k for k in (*MANO_KEYS, 'J') if k not in arrays]:
+            raise UserError(f'the built-in hand model {path} lacks {", ".join(missing)}; {how}')
+        _check_model(arrays, str(path))
+        _builtin[key] = arrays
+    return {k: v.copy() for k, v in _builtin[key].items()}
+
+
 def load_hand_model(model_path: str | Path | None = None, side: str = 'right') -> HandModel:
     """The MANO model when its file is found (see :func:`find_mano_file`), else the built-in hand,
     announced by one warning per process."""
     path = find_mano_file(model_path, side)
     if path is not None:
         return HandModel(load_mano_file(path), 'mano', str(path), side)
-    from utils.proxy_hand import build_proxy_model
     if 'builtin' not in _warned:
         where = model_path if model_path is not None else DEFAULT_MANO_DIR
         log.warning(f'MANO_{side.upper()}.pkl not found in {where}: using the built-in procedural '
@@ -245,7 +271,7 @@ def load_hand_model(model_path: str | Path | None = None, side: str = 'right') -
                     f'https://mano.is.tue.mpg.de and put MANO_RIGHT.pkl/MANO_LEFT.pkl in {where} '
                     '(or pass --set mano_path=FOLDER).')
         _warned.add('builtin')
-    arrays = build_proxy_model()
+    arrays = load_builtin_arrays()
     if side == 'left':
         arrays = mirror_model(arrays)
     return HandModel(arrays, 'builtin', 'built-in procedural hand', side)

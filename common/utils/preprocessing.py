@@ -23,7 +23,7 @@ ROT_FACTOR = 30.0       # in-plane rotation (degrees, std, clipped at 2 std)
 ROT_PROB = 0.6          # probability of rotating at all
 COLOR_FACTOR = 0.2      # per-channel colour scale in [1 - f, 1 + f]
 SEG_STRIDE = 4          # segmentation targets are at 1/4 of the input resolution
-BACKGROUND, HAND, OBJECT = 0, 1, 2   # segmentation labels (DESIGN.md, data contracts)
+BACKGROUND, HAND, OBJECT = 0, 1, 2   # segmentation labels (docs/DESIGN.md, data contracts)
 IGNORE_LABEL = 255                   # unknown: no loss, no score
 
 

@@ -1,7 +1,7 @@
 """Geometry between camera, image and crop: projection, 2D affine maps, in-plane rotation of 3D
 joints and of the MANO global rotation, and left->right mirroring.
 
-Conventions (DESIGN.md): metres, camera axes x right, y down, z forward; image pixels (u, v) with
+Conventions (docs/DESIGN.md): metres, camera axes x right, y down, z forward; image pixels (u, v) with
 pixel centres at integer coordinates (OpenCV). 2D affine maps are (3, 3) matrices acting on
 homogeneous column vectors ``[u, v, 1]``.
 """

@@ -1,7 +1,7 @@
 """Hands for SYNTH scenes: natural poses, shapes, views and placement in the camera, and skin.
 
 Finger poses are sampled in the model's PCA pose space (``hands_components``) with the
-per-component standard deviations of :data:`utils.proxy_hand.PCA_STD`, clipped at two sigma. The
+per-component standard deviations of :data:`builtin_hand.anatomy.PCA_STD`, clipped at two sigma. The
 global rotation shows the palm or the back of the hand to the camera, tilted by at most 65 degrees
 (no edge-on views) and turned in the image plane at random. The hand is then moved to a random
 depth (0.35-0.8 m, or further where it would not fit in the frame there) and image position with
@@ -18,7 +18,7 @@ import torch
 import trimesh
 
 from utils.mano import JOINT_NAMES, ManoLayer
-from utils.proxy_hand import PCA_STD
+from builtin_hand.anatomy import PCA_STD
 from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle
 
 DEPTH_RANGE = (0.35, 0.8)   # depth (z) of the wrist, metres

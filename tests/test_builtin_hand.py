@@ -1,15 +1,19 @@
-"""The built-in procedural hand (utils/proxy_hand.py): MANO's layout and sizes, a clean closed
-surface, a regressor and weights that mean what they say, a pose space that moves the hand as
-named, and outside tools (MANO file readers, smplx) that accept it."""
+"""The built-in procedural hand (asset/builtin_hand.npz, made by common/builtin_hand/): the shipped
+file is what the generator builds, MANO's layout and sizes, a clean closed surface, a regressor and
+weights that mean what they say, a pose space that moves the hand as named, and outside tools
+(MANO file readers, smplx) that accept it."""
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
-from utils import proxy_hand
-from utils.mano import FINGERTIP_VERTS, ManoLayer, load_mano_file
-from utils.proxy_hand import FINGER_JOINTS, FINGERS, PCA_STD, build_proxy_model, write_proxy_pickle
+from builtin_hand.anatomy import FINGER_JOINTS, FINGERS, PCA_STD, HandParams, make_skeleton
+from builtin_hand.build import build_arrays, differences, write_mano_pickle
+from builtin_hand.rig import PoseSpace
+from errors import UserError
+from paths import BUILTIN_HAND_FILE
+from utils.mano import FINGERTIP_VERTS, MANO_KEYS, ManoLayer, load_builtin_arrays, load_hand_model, load_mano_file
 
 TIPS = dict(zip(('thumb', 'index', 'middle', 'ring', 'pinky'), FINGERTIP_VERTS))
 MANO_PARENTS = [4294967295, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14]
@@ -17,7 +21,25 @@ MANO_PARENTS = [4294967295, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14]
 
 @pytest.fixture(scope='module')
 def model() -> dict:
-    return build_proxy_model()
+    """The shipped arrays, as run time loads them."""
+    return load_builtin_arrays()
+
+
+def test_shipped_asset_is_what_the_generator_builds(model):
+    """The asset cannot drift from its generator: a fresh build gives the same arrays, bit for
+    bit (dtypes included), and at most 1 MB on disk in the official MANO key names."""
+    built = build_arrays()
+    assert differences(built, model) == []
+    assert set(MANO_KEYS) <= set(model) and BUILTIN_HAND_FILE.stat().st_size <= 2 ** 20
+    assert load_hand_model(None).model_id.startswith('builtin:')
+
+
+def test_differences_name_the_arrays_that_changed(model):
+    changed = {k: v.copy() for k, v in model.items()}
+    changed['weights'][3, 1] += 1e-9
+    changed['f'] = changed['f'].astype(np.int64)
+    del changed['J']
+    assert differences(changed, model) == ['J', 'f', 'weights']
 
 
 def _edges(faces: np.ndarray) -> np.ndarray:
@@ -214,7 +236,7 @@ def test_pose_and_shape_bases(model):
     comps = model['hands_components']
     np.testing.assert_allclose(comps @ comps.T, np.eye(45), atol=1e-9)
     # rows 0-9 are the synergies made orthonormal in order, PCA_STD half their amplitudes
-    synergies = proxy_hand._PoseSpace(proxy_hand.make_skeleton(proxy_hand.HandParams())).synergies()
+    synergies = PoseSpace(make_skeleton(HandParams())).synergies()
     for k in range(10):
         residual = synergies[k] - comps[:k + 1].T @ (comps[:k + 1] @ synergies[k])
         assert np.linalg.norm(residual) < 1e-9 * np.linalg.norm(synergies[k])
@@ -307,10 +329,11 @@ def test_natural_samples_stay_in_joint_limits(model):
     assert np.linalg.norm(pose[:, 12:], axis=2).max() < 2.0
 
 
-# ---------------------------------------------------------------- files, cache, sides
+# ---------------------------------------------------------------- files and sides
 
 def test_mano_pickle_is_read_by_mano_tools(model, tmp_path):
-    path = write_proxy_pickle(tmp_path / 'MANO_RIGHT.pkl')
+    path = tmp_path / 'MANO_RIGHT.pkl'
+    write_mano_pickle(model, path)
     loaded = load_mano_file(path)
     for key, value in loaded.items():
         np.testing.assert_array_equal(value, model[key], err_msg=key)
@@ -325,22 +348,21 @@ def test_mano_pickle_is_read_by_mano_tools(model, tmp_path):
     np.testing.assert_allclose(ours(pose, betas)[0].numpy(), out.vertices.detach().numpy(), atol=1e-7)
 
 
-def test_cache_builds_the_same_arrays(model, tmp_path, monkeypatch):
-    monkeypatch.setenv('INTERACTHAND_CACHE', str(tmp_path))
-    monkeypatch.setattr(proxy_hand, '_memo', {})
-    built = build_proxy_model()                              # nothing cached there: built anew
-    files = list(tmp_path.glob('proxy_hand_*.npz'))
-    assert len(files) == 1
-    monkeypatch.setattr(proxy_hand, '_memo', {})
-    reread = build_proxy_model()                             # now read from the file
-    for key in model:
-        np.testing.assert_array_equal(built[key], model[key], err_msg=key)
-        np.testing.assert_array_equal(reread[key], model[key], err_msg=key)
-    files[0].write_bytes(files[0].read_bytes()[:1000])      # a damaged cache file is rebuilt
-    monkeypatch.setattr(proxy_hand, '_memo', {})
-    np.testing.assert_array_equal(build_proxy_model()['weights'], model['weights'])
-    built['v_template'][:] = 0.0                             # callers get copies
-    assert np.any(build_proxy_model()['v_template'] != 0.0)
+def test_asset_is_read_once_and_given_out_as_copies(model):
+    first = load_builtin_arrays()
+    first['v_template'][:] = 0.0                             # callers get copies
+    assert np.any(load_builtin_arrays()['v_template'] != 0.0)
+
+
+@pytest.mark.parametrize('damage, words', [(lambda p: None, 'is missing'),
+                                           (lambda p: p.write_bytes(b'PK\x03\x04broken'), 'cannot be read'),
+                                           (lambda p: np.savez(p, v_template=np.zeros((3, 3))), 'lacks')])
+def test_missing_or_damaged_asset_says_how_to_get_it_back(tmp_path, damage, words):
+    path = tmp_path / 'builtin_hand.npz'
+    damage(path)
+    with pytest.raises(UserError, match=words) as err:
+        load_builtin_arrays(path)
+    assert str(path) in str(err.value) and 'python common/builtin_hand/build.py' in str(err.value)
 
 
 def test_left_hand_is_the_mirror_image(model, tmp_path):
