@@ -163,6 +163,25 @@ def test_layer_equals_numpy_reference(tmp_path, mano_arrays, batch, flat):
         assert np.abs(mapped - joints16).max() < 1e-9
 
 
+@pytest.mark.parametrize('batch', [1, 128, 129, 1000])
+def test_large_batches_equal_the_numpy_reference(tmp_path, mano_arrays, batch):
+    """On the CPU the layer skins the batch in chunks of CPU_SKIN_CHUNK (128) items: batches at,
+    just over and far over one chunk give every item its own mesh, equal to the reference."""
+    if batch > 128:
+        assert ManoLayer.CPU_SKIN_CHUNK < batch    # so these batches do cross a chunk boundary
+    layer = ManoLayer(_write(tmp_path, mano_arrays), dtype=torch.float64)
+    pose, shape, trans = _random_inputs(batch, seed=batch)
+    with torch.no_grad():
+        verts, joints = layer(pose, shape, trans)
+    ref = [reference_lbs(mano_arrays, p, s, t) for p, s, t in zip(pose.numpy(), shape.numpy(), trans.numpy())]
+    ref_verts = np.stack([v for v, _ in ref])
+    ref_joints = np.stack([np.concatenate([j, v[list(mano.FINGERTIP_VERTS)]])[list(mano.MANO_TO_JOINTS)]
+                           for v, j in ref])
+    assert verts.shape == (batch, 778, 3) and joints.shape == (batch, 21, 3)
+    assert np.abs(verts.numpy() - ref_verts).max() < 1e-6
+    assert np.abs(joints.numpy() - ref_joints).max() < 1e-6
+
+
 def test_joint_order_names_fingertips(tmp_path, mano_arrays):
     layer = ManoLayer(_write(tmp_path, mano_arrays), dtype=torch.float64)
     verts, joints = layer(*_random_inputs(2)[:2])
@@ -221,17 +240,25 @@ def test_left_is_mirror_of_right(tmp_path, mano_arrays):
     assert left.side == 'left' and torch.equal(left.faces, right.faces.flip(1))
 
 
-def test_pca_mode_matches_full_pose(tmp_path, mano_arrays):
+@pytest.mark.parametrize('flat', [False, True])
+def test_pca_mode_agrees_with_smplx(tmp_path, mano_arrays, flat):
+    """PCA poses (12 of the 45 components) against smplx's MANO in its own PCA mode."""
+    smplx = pytest.importorskip('smplx')
     path = _write(tmp_path, mano_arrays)
-    full = ManoLayer(path, dtype=torch.float64)
-    pca = ManoLayer(path, use_pca=True, num_pca_comps=12, dtype=torch.float64)
+    pca = ManoLayer(path, use_pca=True, num_pca_comps=12, flat_hand_mean=flat, dtype=torch.float64)
+    ref = smplx.MANO(str(path), is_rhand=True, use_pca=True, num_pca_comps=12, flat_hand_mean=flat,
+                     dtype=torch.float64)
     g = torch.Generator().manual_seed(3)
-    coeffs = torch.randn(2, 15, generator=g, dtype=torch.float64)
-    shape = torch.randn(2, 10, generator=g, dtype=torch.float64)
-    fingers = coeffs[:, 3:] @ torch.from_numpy(mano_arrays['hands_components'][:12])
-    v_pca, _ = pca(coeffs, shape)
-    v_full, _ = full(torch.cat([coeffs[:, :3], fingers], 1), shape)
-    assert pca.pose_dim == 15 and torch.allclose(v_pca, v_full, atol=1e-12)
+    coeffs = torch.randn(3, 15, generator=g, dtype=torch.float64)
+    shape = torch.randn(3, 10, generator=g, dtype=torch.float64)
+    trans = torch.randn(3, 3, generator=g, dtype=torch.float64) * 0.2
+    theirs = ref(betas=shape, global_orient=coeffs[:, :3], hand_pose=coeffs[:, 3:], transl=trans)
+    verts, joints = pca(coeffs, shape, trans)
+    assert pca.pose_dim == 15
+    assert (verts - theirs.vertices).abs().max() < 1e-6
+    assert (joints[:, [mano.MANO_TO_JOINTS.index(k) for k in range(16)]] - theirs.joints).abs().max() < 1e-6
+    # and the components do matter: another set of coefficients gives another hand
+    assert (pca(coeffs * 1.5, shape, trans)[0] - verts).abs().max() > 1e-3
 
 
 def test_rotmat_round_trip(tmp_path, mano_arrays):
