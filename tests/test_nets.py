@@ -176,16 +176,46 @@ def test_iet_and_cgblock_shapes():
         iet(torch.rand(1, 32, 4, 4), torch.rand(1, 32, 4, 4))
 
 
-def test_cgblock_global_context_reweights_channels():
-    """Zeroing the global branch's output layer makes its sigmoid 0.5 everywhere: the block then
-    equals x + 0.5 * joint(local, surround)."""
-    block = CGBlock(16).eval()
-    torch.nn.init.zeros_(block.glob[-2].weight)
-    torch.nn.init.zeros_(block.glob[-2].bias)
-    a, h = torch.rand(1, 16, 8, 8), torch.rand(1, 16, 8, 8)
-    x = block.reduce(torch.cat([a, h], 1))
-    y = block.joint(torch.cat([block.local(x), block.surround(x)], 1))
-    assert torch.allclose(block(a, h), x + 0.5 * y, atol=1e-6)
+def test_cgblock_with_weights_set_by_hand():
+    """CGBlock with every weight chosen by hand, so that its output can be written out: the 1x1
+    reduction adds the two inputs (x = a + hand), batch norms are identities (eval, mean 0,
+    variance 1 - eps), PReLU passes the positive values unchanged; the local conv copies x0 and
+    doubles x1, the dilated surround conv copies x3 and gives 0: y = (x0, 2 x1, x3, 0). The global
+    branch averages y over the map (m), passes it through an identity layer and ReLU, then a
+    layer with weights diag(1, -1, 0, 2) and biases (0, 0, ln 3, 0) and a sigmoid:
+    gates (s(m0), s(-m1), 3/4, 1/2). The block returns x + y * gates, per channel."""
+    dim, eps = 4, 1e-5
+    block = CGBlock(dim).eval()
+    assert block.glob[2].out_features == 4        # hidden width max(4, dim // 8): square layers
+    with torch.no_grad():
+        for p in block.parameters():
+            p.zero_()
+        block.reduce[0].weight[:, :, 0, 0] = torch.cat([torch.eye(dim), torch.eye(dim)], 1)
+        for bn in (block.reduce[1], block.joint[0]):
+            bn.weight.fill_(1.0)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - eps)
+            bn.eps = eps
+        for act in (block.reduce[2], block.joint[1]):
+            act.weight.fill_(0.25)
+        block.local.weight[0, 0, 1, 1] = 1.0          # centre taps only: no padding effects
+        block.local.weight[1, 1, 1, 1] = 2.0
+        block.surround.weight[0, 3, 1, 1] = 1.0
+        block.glob[2].weight.copy_(torch.eye(dim))
+        block.glob[4].weight.copy_(torch.diag(torch.tensor([1.0, -1.0, 0.0, 2.0])))
+        block.glob[4].bias.copy_(torch.tensor([0.0, 0.0, math.log(3.0), 0.0]))
+    g = torch.Generator().manual_seed(5)
+    a, hand = torch.rand(2, dim, 5, 6, generator=g) + 0.1, torch.rand(2, dim, 5, 6, generator=g) + 0.1
+    with torch.no_grad():
+        out = block(a, hand)
+    x = (a + hand).double()
+    m0, m1 = x[:, 0].mean((1, 2)), 2 * x[:, 1].mean((1, 2))
+    sig = torch.sigmoid
+    expected = torch.stack([x[:, 0] * (1 + sig(m0)[:, None, None]),
+                            x[:, 1] * (1 + 2 * sig(-m1)[:, None, None]),
+                            x[:, 2] + 0.75 * x[:, 3],
+                            x[:, 3]], dim=1)
+    assert torch.allclose(out.double(), expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------- LET
