@@ -104,13 +104,17 @@ class HandObjectDataset(torch.utils.data.Dataset):
     ``gt_splits`` (splits with hand ground truth; their crops come from the GT joints, the others'
     from the annotation ``bbox``), and implement :meth:`image_path` and
     :meth:`missing_annotation_hint`; those with their own masks also set ``mask_location`` and
-    implement :meth:`mask_path` and :meth:`read_mask`.
+    implement :meth:`mask_path` and :meth:`read_mask`. ``fingertips`` names the fingertip vertices
+    the annotations' joints use (a key of ``utils.mano.FINGERTIPS``); ``option_fields`` maps extra
+    constructor keywords to the config fields that give them (e.g. HO3D's ``version``).
     """
 
     root_field: str = ''
     annotation_files: dict[str, str] = {}
     gt_splits: tuple[str, ...] = SPLITS
     mask_location: str = ''   # where the dataset's own masks are, for messages; '' = it has none
+    fingertips: str = 'manopth'
+    option_fields: dict[str, str] = {}
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
                  root: str | Path, input_size: int, mano_path: str | Path | None = None):

@@ -42,6 +42,8 @@ class Config:
     testset: str = field(default='HO3D', metadata=_choice(*DATASETS))
     ho3d_root: str = str(ROOT / 'data' / 'HO3D' / 'data')
     dexycb_root: str = str(ROOT / 'data' / 'DEX_YCB' / 'data')
+    ho3d_version: str = field(default='v2', metadata=_choice('v2', 'v3'))  # which HO3D files are read
+    dexycb_setup: str = field(default='s0', metadata=_choice('s0', 's1', 's2', 's3'))  # DexYCB split
     synth_root: str = str(ROOT / 'data' / 'SYNTH' / 'data')
     mano_path: str = str(DEFAULT_MANO_DIR)
     output_dir: str = str(ROOT / 'output')
@@ -62,6 +64,9 @@ class Config:
     let_heads: int = 8
     let_stripe: int = 4
     mlp_ratio: float = 2.0
+    # The vertices the five fingertip joints are (utils.mano.FINGERTIPS): each training set's joints
+    # use their own definition ('ho3d' for HO3D, 'manopth' for the others; see SCHEDULES).
+    fingertips: str = field(default='manopth', metadata=_choice('manopth', 'ho3d'))
 
     # losses (reference weights; see common/nets/loss.py for the segmentation weight)
     lambda_mano_verts: float = 1e4
@@ -170,17 +175,21 @@ class Config:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-# The fields that define the network's architecture: a snapshot is tested with the values it was
-# trained with (see base.model_config_from).
+# The fields that define the network's architecture and the joints it gives: a snapshot is tested
+# with the values it was trained with (see checkpoints.model_config_from).
 MODEL_FIELDS = ('input_img_shape', 'backbone', 'feat_dim', 'hand_branch', 'use_seg', 'use_iet',
                 'use_cgblock', 'use_let', 'iet_depth', 'iet_heads', 'let_depth', 'let_heads',
-                'let_stripe', 'mlp_ratio')
+                'let_stripe', 'mlp_ratio', 'fingertips')
 
-# Learning-rate schedules of the reference, per training set.
+# Per training set: the reference's learning-rate schedule, and the fingertip vertices of the set's
+# joints (the loaders' ``fingertips``; HO3D's annotations use HO3D's own, utils.mano.FINGERTIPS).
 SCHEDULES: dict[str, dict] = {
-    'HO3D': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80),
-    'DEX_YCB': dict(lr=1e-4, lr_dec_epoch=tuple(range(1, 25)), lr_dec_factor=0.9, end_epoch=25),
-    'SYNTH': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80),
+    'HO3D': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80,
+                 fingertips='ho3d'),
+    'DEX_YCB': dict(lr=1e-4, lr_dec_epoch=tuple(range(1, 25)), lr_dec_factor=0.9, end_epoch=25,
+                    fingertips='manopth'),
+    'SYNTH': dict(lr=1e-4, lr_dec_epoch=tuple(range(10, 80, 10)), lr_dec_factor=0.7, end_epoch=80,
+                  fingertips='manopth'),
 }
 
 PRESETS: dict[str, dict] = {

@@ -54,7 +54,8 @@ class Model(nn.Module):
         self.refiner = (LET(dim, conf.let_heads, conf.let_depth, conf.let_stripe, conf.mlp_ratio)
                         if conf.use_let else
                         SelfAttention(dim, conf.let_heads, conf.let_depth, conf.mlp_ratio, feat_size))
-        self.regressor = Regressor(dim, feat_size, ManoLayer(conf.mano_path), conf.mesh_grad_scale)
+        self.regressor = Regressor(dim, feat_size, ManoLayer(conf.mano_path, fingertips=conf.fingertips),
+                                   conf.mesh_grad_scale)
         self.loss_weights = loss_weights(conf)
         self.mesh_loss_gt_root = conf.mesh_loss_gt_root
 

@@ -16,7 +16,7 @@ The layer follows the MANO paper (Romero et al. 2017) and agrees with smplx's an
 
 Units are metres. Joints come out in the order used everywhere in the code (docs/DESIGN.md): wrist,
 thumb 1-4, index 1-4, middle 1-4, ring 1-4, pinky 1-4, where joint 4 of a finger is its fingertip
-vertex (:data:`FINGERTIP_VERTS`).
+vertex (:data:`FINGERTIP_VERTS`, or HO3D's definition, :data:`FINGERTIPS`).
 """
 from __future__ import annotations
 
@@ -44,7 +44,12 @@ log = logging.getLogger('interacthand')
 MANO_KEYS = ('v_template', 'f', 'shapedirs', 'posedirs', 'J_regressor', 'weights',
              'kintree_table', 'hands_components', 'hands_mean')
 NUM_VERTS, NUM_MANO_JOINTS, NUM_JOINTS = 778, 16, 21
-FINGERTIP_VERTS = (745, 317, 444, 556, 673)  # thumb, index, middle, ring, pinky
+# Fingertip vertices (thumb, index, middle, ring, pinky) by the definition a dataset's joints use:
+# manopth's (the DexYCB toolkit's, and this project's hand models', FINGERTIP_VERTS), and HO3D's, whose
+# annotations were computed with a MANO whose lbs.py appends vertices 744, 333, 444, 555, 672
+# (shreyashampali/ho3d, setup_mano.py). Which one a network is trained with is config.fingertips.
+FINGERTIPS = {'manopth': (745, 317, 444, 556, 673), 'ho3d': (744, 333, 444, 555, 672)}
+FINGERTIP_VERTS = FINGERTIPS['manopth']
 JOINT_NAMES = ('wrist',
                'thumb1', 'thumb2', 'thumb3', 'thumb4', 'index1', 'index2', 'index3', 'index4',
                'middle1', 'middle2', 'middle3', 'middle4', 'ring1', 'ring2', 'ring3', 'ring4',
@@ -52,6 +57,7 @@ JOINT_NAMES = ('wrist',
 # MANO's 16 joints are wrist, index 1-3, middle 1-3, pinky 1-3, ring 1-3, thumb 1-3; numbering the
 # fingertips 16-20 (thumb, index, middle, ring, pinky), this picks the 21 joints in JOINT_NAMES order.
 MANO_TO_JOINTS = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
+TIP_JOINTS = (4, 8, 12, 16, 20)   # where the fingertips are in JOINT_NAMES (thumb4 ... pinky4)
 SIDES = ('right', 'left')
 
 
@@ -309,6 +315,8 @@ class ManoLayer(nn.Module):
             poses are relative to the model's ``hands_mean``; if True, to the flat hand.
         dtype: dtype of the model arrays and of the computation. Pass torch.float64 for full
             double precision (``.double()`` on a float32 layer keeps the float32-rounded arrays).
+        fingertips: which vertices are the five fingertip joints, a key of :data:`FINGERTIPS`
+            ('manopth', or 'ho3d' for HO3D's annotations).
 
     The arrays are buffers, so ``.to(device)`` works as for any module; inputs are cast to their
     dtype.
@@ -316,11 +324,14 @@ class ManoLayer(nn.Module):
 
     def __init__(self, model_path: str | Path | None = None, side: str = 'right',
                  use_pca: bool = False, num_pca_comps: int = 45, flat_hand_mean: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, fingertips: str = 'manopth'):
         super().__init__()
+        if fingertips not in FINGERTIPS:
+            raise ValueError(f"fingertips must be one of {', '.join(FINGERTIPS)}, got {fingertips!r}")
         model = load_hand_model(model_path, side)
         m = model.arrays
         self.side, self.use_pca, self.flat_hand_mean = side, use_pca, flat_hand_mean
+        self.fingertips = fingertips
         self.model_kind, self.model_source, self.model_id = model.kind, model.source, model.model_id
         n_pose = m['hands_components'].shape[0]
         if use_pca and not 1 <= num_pca_comps <= n_pose:
@@ -381,7 +392,7 @@ class ManoLayer(nn.Module):
         buf('joint_dirs', np.concatenate([j_dirs[:, order], offset_dirs[:, order]], axis=1
                                          ).reshape(1 + self.num_betas, -1))      # (1+S, 2*3J)
         # 21 joints from [16 posed joints in level order, 5 fingertip vertices]
-        buf('tip_index', np.array(FINGERTIP_VERTS), dtype=torch.long)
+        buf('tip_index', np.array(FINGERTIPS[fingertips]), dtype=torch.long)
         buf('joint_order', np.array([order.index(j) if j < len(parents) else j for j in MANO_TO_JOINTS]),
             dtype=torch.long)
 

@@ -1,9 +1,13 @@
-"""DexYCB (setup s0) in the HandOccNet format.
+"""DexYCB (setups s0-s3) in the HandOccNet format.
+
+The config's ``dexycb_setup`` picks the files. For s0 HandOccNet published its own; the DexYCB
+release converts to any setup with ``data/DEX_YCB/build_annotations.py``, which also writes a
+``val`` file (not read here).
 
 Files under the config's ``dexycb_root`` (default ``data/DEX_YCB/data``), as the HandOccNet README lays out::
 
-    annotations/DEX_YCB_s0_train_data.json     HandOccNet's preprocessed annotation files
-    annotations/DEX_YCB_s0_test_data.json
+    annotations/DEX_YCB_s0_train_data.json     HandOccNet's preprocessed files, or build_annotations.py's
+    annotations/DEX_YCB_s0_test_data.json      (annotations/DEX_YCB_<SETUP>_<SPLIT>_data.json)
     <SUBJECT>/<SEQUENCE>/<SERIAL>/color_<FRAME:06d>.jpg    images, 640x480 (the DexYCB release)
     <SUBJECT>/<SEQUENCE>/<SERIAL>/labels_<FRAME:06d>.npz   DexYCB's per-frame labels
 
@@ -11,7 +15,8 @@ What the annotation files hold (HandOccNet's ``data_parsing/DEX_YCB.py``, which 
 DexYCB toolkit's labels):
 
 - ``images``: ``id``, ``file_name`` '<SUBJECT>/<SEQUENCE>/<SERIAL>/color_<FRAME>.jpg' relative to
-  the root, ``width`` 640, ``height`` 480. Frames without a hand annotation were left out.
+  the root, ``width`` 640, ``height`` 480. Frames without a hand annotation were left out; ``id``
+  is the sample's index in the DexYCB toolkit's split (its ``image_id``), so ids have gaps.
 - ``annotations`` (both splits): ``joints_coord_cam`` 21x3 metres (the label's ``joint_3d``,
   OpenCV camera axes, already in the order wrist, thumb 1-4, index 1-4, middle 1-4, ring 1-4,
   little 1-4 = utils.mano.JOINT_NAMES); ``joints_img`` 21x2 pixels (``joint_2d``);
@@ -34,22 +39,39 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import torch
 
-from dataset import HandObjectDataset
+from dataset import SPLITS, HandObjectDataset
 from errors import UserError
 
 DEXYCB_HAND = 255
+SETUPS = ('s0', 's1', 's2', 's3')
+
+
+def annotation_file(setup: str, split: str) -> str:
+    """The annotation file of a setup ('s0'-'s3') and split ('train', 'val', 'test'), relative to
+    the root (HandOccNet's names)."""
+    return f'annotations/DEX_YCB_{setup}_{split}_data.json'
 
 
 class DEX_YCB(HandObjectDataset):  # noqa: N801  (the reference's class name)
-    """DexYCB s0 in HandOccNet's annotation format."""
+    """DexYCB in HandOccNet's annotation format, one setup's train and test splits."""
 
     root_field = 'dexycb_root'
-    annotation_files = {'train': 'annotations/DEX_YCB_s0_train_data.json',
-                        'test': 'annotations/DEX_YCB_s0_test_data.json'}
     mask_location = 'labels_NNNNNN.npz beside each color_NNNNNN.jpg'
+    option_fields = {'setup': 'dexycb_setup'}
+
+    def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
+                 root: str | Path, input_size: int, mano_path: str | Path | None = None,
+                 setup: str = 's0'):
+        if setup not in SETUPS:
+            raise ValueError(f"setup must be one of {', '.join(SETUPS)}, got {setup!r}")
+        self.setup = setup
+        self.annotation_files = {split: annotation_file(setup, split) for split in SPLITS}
+        super().__init__(transform, data_split, root, input_size, mano_path)
 
     def image_path(self, img: dict) -> Path:
         return self.root / img['file_name']
@@ -70,7 +92,10 @@ class DEX_YCB(HandObjectDataset):  # noqa: N801  (the reference's class name)
         return np.where(seg == DEXYCB_HAND, 1, np.where(seg > 0, 2, 0)).astype(np.uint8)
 
     def missing_annotation_hint(self) -> str:
-        return ("download HandOccNet's preprocessed DexYCB annotation files "
-                '(DEX_YCB_s0_train_data.json, DEX_YCB_s0_test_data.json, linked from '
+        write = ('write it from the DexYCB release with python data/DEX_YCB/build_annotations.py '
+                 f'--raw {self.root} --setup {self.setup} --mano-path MANO_FOLDER')
+        if self.setup != 's0':
+            return f'{write}, or point --set dexycb_root=FOLDER at your copy'
+        return (f"{write}, or download HandOccNet's preprocessed s0 files (linked from "
                 f'https://github.com/namepllet/HandOccNet) into {self.root / "annotations"}, or '
                 'point --set dexycb_root=FOLDER at your copy')

@@ -1,14 +1,16 @@
-"""HO3D (v2, and v3 with the same annotation files) in the HandOccNet format.
+"""HO3D v2 and v3 in the HandOccNet format.
 
-HandOccNet wrote its annotation files from HO3D v2's frame lists (11,524 evaluation frames). With
-v3 images they are right only where v3 keeps v2's sequences and frame numbers, and a v3 CodaLab
-submission needs v3's own evaluation list, which these files do not hold: write v3 annotation
-files in the same format for that.
+The config's ``ho3d_version`` picks the annotation files: v2 reads HandOccNet's files (written from
+HO3D v2's frame lists, 11,524 evaluation frames), v3 reads files of the same format written from
+the v3 release by ``data/HO3D/build_annotations.py`` (v3's own lists: its 20,137 evaluation frames
+are what the v3 CodaLab server scores). That script writes v2's files from the v2 release too.
 
 Files under the config's ``ho3d_root`` (default ``data/HO3D/data``), as the HandOccNet README lays out::
 
-    annotations/HO3D_train_data.json        HandOccNet's preprocessed annotation files
+    annotations/HO3D_train_data.json        v2: HandOccNet's preprocessed files, or build_annotations.py's
     annotations/HO3D_evaluation_data.json
+    annotations/HO3D_v3_train_data.json     v3: written by build_annotations.py --version v3
+    annotations/HO3D_v3_evaluation_data.json
     train/<SEQ>/rgb/<FRAME>.png             images (v3: .jpg), 640x480; file_name = '<SEQ>/rgb/<FRAME>.png'
     train/<SEQ>/seg/<FRAME>.jpg             HO3D's own hand/object masks (v3: .png), training only
     evaluation/<SEQ>/rgb/<FRAME>.png
@@ -27,17 +29,18 @@ What the annotation files hold (HandOccNet's ``data_parsing/HO3D.py``, which wro
 - evaluation ``annotations``: ``root_joint_cam`` (3, metres, OpenCV axes), ``bbox`` x, y, w, h
   (HO3D's ``handBoundingBox`` converted from x1, y1, x2, y2) and ``cam_param``; no hand ground
   truth (``has_gt = False`` for the test split, whose results go to the HO3D CodaLab server).
-- All hands are right hands.
+- All hands are right hands. Their joints' fingertips are HO3D's own vertices
+  (``fingertips = 'ho3d'``, utils.mano.FINGERTIPS), as are the fingertips the challenge scores.
 
 Crop boxes as in the reference: training boxes from the projected 3D joints (expanded 1.5x);
 evaluation boxes from the annotation ``bbox`` expanded 1.5x.
 
 HO3D's own segmentation masks (``train/<SEQ>/seg/<FRAME>``): v2 ships JPEG colour images with the
-hand in the red channel and the object in the blue channel; v3's separately downloaded
-"segmentations_rendered" set ships PNGs at a quarter of the RGB resolution whose blue channel is
-the hand (read with OpenCV as channel 0 of BGR by users of v3) and, we assume, red the object.
-A channel counts where it is above 127 (JPEG noise); a pixel in both is hand. Masks of any
-resolution are stretched over the image. Entries without a mask file get the rendered MANO
+hand in the red channel and the object in the blue channel; v3 ships PNGs at half the RGB
+resolution (320x240) with the hand in the blue channel and the object in the green channel (255
+where set), as v3's users read them (channels 0 and 1 of OpenCV's BGR: hongsukchoi/HandNeRF_RELEASE,
+data/HO3D/HO3D.py, ``load_seg``). A channel counts where it is above 127 (JPEG noise); a pixel in
+both is hand. Masks of any resolution are stretched over the image. Entries without a mask file get the rendered MANO
 silhouette instead (see data/dataset.py), and loading says how many did.
 """
 from __future__ import annotations
@@ -51,21 +54,38 @@ import torch
 from dataset import HandObjectDataset
 from utils.preprocessing import load_img
 
-# (hand channel, object channel) in RGB order, by mask file type
-MASK_CHANNELS = {'.jpg': (0, 2), '.png': (2, 0)}
+# (hand channel, object channel) in RGB order, by mask file type: v2 .jpg, v3 .png
+MASK_CHANNELS = {'.jpg': (0, 2), '.png': (2, 1)}
+VERSIONS = ('v2', 'v3')
+# Frames in each version's evaluation list, as the challenge's own scripts count them
+# (shreyashampali/ho3d, utils/vis_utils.py, db_size).
+EVALUATION_SIZES = {'v2': 11524, 'v3': 20137}
+LIST_SPLITS = {'train': 'train', 'test': 'evaluation'}   # loader split -> HO3D's list and folder
+
+
+def annotation_file(version: str, list_split: str) -> str:
+    """The annotation file of a version ('v2', 'v3') and list ('train', 'evaluation'), relative
+    to the root: HandOccNet's names for v2, with a ``v3`` tag for v3."""
+    tag = 'HO3D_v3' if version == 'v3' else 'HO3D'
+    return f'annotations/{tag}_{list_split}_data.json'
 
 
 class HO3D(HandObjectDataset):
     """HO3D in HandOccNet's annotation format; the test split reads the evaluation file."""
 
     root_field = 'ho3d_root'
-    annotation_files = {'train': 'annotations/HO3D_train_data.json',
-                        'test': 'annotations/HO3D_evaluation_data.json'}
     gt_splits = ('train',)
     mask_location = 'SEQ/seg/NNNN.jpg (v2) or .png (v3), beside SEQ/rgb/'
+    fingertips = 'ho3d'
+    option_fields = {'version': 'ho3d_version'}
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
-                 root: str | Path, input_size: int, mano_path: str | Path | None = None):
+                 root: str | Path, input_size: int, mano_path: str | Path | None = None,
+                 version: str = 'v2'):
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        self.version = version
+        self.annotation_files = {split: annotation_file(version, name) for split, name in LIST_SPLITS.items()}
         self._rgb_suffix: str | None = None
         self._seg_suffix: str | None = None
         super().__init__(transform, data_split, root, input_size, mano_path)
@@ -104,6 +124,11 @@ class HO3D(HandObjectDataset):
         return labels
 
     def missing_annotation_hint(self) -> str:
-        return ("download HandOccNet's preprocessed HO3D annotation files (HO3D_train_data.json, "
-                'HO3D_evaluation_data.json, linked from https://github.com/namepllet/HandOccNet) '
-                f'into {self.root / "annotations"}, or point --set ho3d_root=FOLDER at your copy')
+        write = (f'write it from the HO3D {self.version} release with python '
+                 f'data/HO3D/build_annotations.py --raw {self.root} --version {self.version} '
+                 '--mano-path MANO_FOLDER')
+        if self.version == 'v3':
+            return f'{write}, or point --set ho3d_root=FOLDER at your copy'
+        return (f"{write}, or download HandOccNet's preprocessed files (linked from "
+                f'https://github.com/namepllet/HandOccNet) into {self.root / "annotations"}, or '
+                'point --set ho3d_root=FOLDER at your copy')
