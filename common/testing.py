@@ -1,6 +1,7 @@
 """Testing: one pass of a trained network over a test split, predictions mirrored back to each
-hand's own side, and the metrics where the split has ground truth. ``test.py`` and the validation
-during training (``val_every``) both use :class:`Tester`."""
+hand's own side, fingertips taken as the test set defines them, and the metrics where the split
+has ground truth. ``test.py`` and the validation during training (``val_every``) both use
+:class:`Tester`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,16 +15,31 @@ from tqdm import tqdm
 from config import Config
 from loaders import build_loader, build_split, to_device
 from runtime import Runtime
+from utils.mano import FINGERTIPS, TIP_JOINTS
 from utils.metrics import HandMetrics, IoUCounts, pa_mpjpe_by_bucket, seg_iou
+from utils.transforms import apply_affine
+
+
+def joints_to_image(joints_img: np.ndarray, img2crop: np.ndarray, size: int) -> np.ndarray:
+    """Predicted 2D joints (B, 21, 2) in 0..1 of the crop -> (B, 21, 2) pixels of the original
+    image, through the inverse of each item's ``img2crop`` (B, 2, 3) (mirroring included)."""
+    full = np.concatenate([img2crop, np.tile([[[0.0, 0.0, 1.0]]], (len(img2crop), 1, 1))], axis=1)
+    return np.stack([apply_affine(j * size, np.linalg.inv(m)) for j, m in zip(joints_img, full)])
 
 
 @dataclass
 class TestResult:
     """What a pass over a test set gives: predictions (root-relative, metres, mirrored back to the
-    original side), absolute wrist positions, and, when the set has ground truth, the metrics."""
+    original side, fingertip joints at the test set's ``fingertips`` vertices), absolute wrist
+    positions, the predicted 2D joints in the original images with each image's camera and id,
+    and, when the set has ground truth, the metrics."""
     joints: np.ndarray                 # (N, 21, 3)
     verts: np.ndarray                  # (N, 778, 3)
     root_joint_cam: np.ndarray         # (N, 3)
+    joints_2d: np.ndarray              # (N, 21, 2) original-image pixels
+    focal: np.ndarray                  # (N, 2) pixels
+    princpt: np.ndarray                # (N, 2) pixels
+    image_ids: np.ndarray              # (N,) the annotation file's image ids
     metrics: HandMetrics | None = None
     occlusion: np.ndarray | None = None  # (N,) where the dataset records it (SYNTH), else None
     seg_counts: IoUCounts | None = None  # hand-class IoU counts, when the model segments
@@ -74,7 +90,9 @@ class Tester:
         has_gt = self.dataset.has_gt
         metrics = HandMetrics() if has_gt else None
         seg_counts = None
-        joints, verts, roots, occlusion = [], [], [], []
+        tips = list(FINGERTIPS[getattr(self.dataset, 'fingertips', 'manopth')])
+        size = self.conf.input_img_shape[0]
+        joints, verts, roots, occlusion, joints_2d, cams, ids = [], [], [], [], [], [], []
         examples: dict[str, list[np.ndarray]] = {}
         for inputs, targets, meta in tqdm(loader, desc=f'test {self.conf.testset}', dynamic_ncols=True,
                                           disable=not progress, leave=False):
@@ -85,11 +103,16 @@ class Tester:
             j, v = out['joints_coord_cam'].float().cpu(), out['mesh_coord_cam'].float().cpu()
             j[..., 0] *= x_sign
             v[..., 0] *= x_sign
+            j[:, list(TIP_JOINTS)] = v[:, tips]   # the test set's fingertips, whatever the network's
             j, v = j.numpy(), v.numpy()
             joints.append(j)
             verts.append(v)
             roots.append(meta['root_joint_cam'].numpy())
             occlusion.append(meta['occlusion'].numpy())
+            joints_2d.append(joints_to_image(out['joints_coord_img'].float().cpu().numpy(),
+                                             meta['img2crop'].double().numpy(), size))
+            cams.append(np.concatenate([meta['focal'].numpy(), meta['princpt'].numpy()], axis=1))
+            ids.append(self._image_ids(meta['idx'].numpy()))
             if has_gt:
                 metrics.update(j, targets['joints_coord_cam'].numpy(), v, targets['mesh_coord_cam'].numpy())
                 if 'seg' in out:
@@ -97,8 +120,16 @@ class Tester:
                     seg_counts = counts if seg_counts is None else seg_counts + counts
         occ = np.concatenate(occlusion)
         kept = {k: np.concatenate(v)[:self.NUM_EXAMPLES] for k, v in examples.items()}
+        cam = np.concatenate(cams).astype(np.float64)
         return TestResult(np.concatenate(joints), np.concatenate(verts), np.concatenate(roots),
+                          np.concatenate(joints_2d), cam[:, :2], cam[:, 2:], np.concatenate(ids),
                           metrics, occ if (occ >= 0).all() else None, seg_counts, kept or None)
+
+    def _image_ids(self, idx: np.ndarray) -> np.ndarray:
+        """(B,) dataset indices -> the annotation file's image ids (the indices themselves for a
+        dataset without entries)."""
+        entries = getattr(self.dataset, 'entries', None)
+        return np.array([entries[i].image_id for i in idx] if entries is not None else idx, dtype=np.int64)
 
     @staticmethod
     def _keep_examples(examples: dict[str, list[np.ndarray]], inputs: dict, targets: dict | None,

@@ -5,8 +5,11 @@
     python main/test.py --checkpoint path/to/snapshot_80.pth.tar --testset DEX_YCB
 
 The snapshot's architecture (backbone, input size, switches ...) is restored from the snapshot.
-HO3D evaluation: output/result/pred{N}.json and pred{N}.zip in the challenge format, ready to
-upload. Sets with ground truth: the metrics are printed and written to
+HO3D evaluation (v2 or v3: --set ho3d_version=v3): output/result/pred{N}.json and pred{N}.zip in
+the challenge format, over that version's evaluation list, ready to upload to its server. DexYCB
+also: output/result/dexycb_{setup}_test_{N}.txt for the DexYCB toolkit's hpe_eval.py (absolute
+joints in millimetres, each hand placed in its camera by the closed-form fit of the predicted 3D
+joints to the predicted 2D joints). Sets with ground truth: the metrics are printed and written to
 output/result/metrics_{testset}_{N}.json (keys as main/evaluate.py), and the predictions with
 each sample's errors (metres) to predictions_{testset}_{N}.npz. Every set: the first 8 test
 crops with the predicted 2D skeleton and segmentation (and the true skeleton where known) are
@@ -27,10 +30,12 @@ from checkpoints import find_snapshot
 from config import Config, add_common_args, args_overrides, config_from_args, parse_gpu
 from errors import UserError, run_cli
 from evaluate import format_table
+from HO3D.HO3D import EVALUATION_SIZES
 from inference import load_model
 from logger import setup_logging
 from runtime import setup_runtime
 from testing import Tester, TestResult
+from utils.dexycb_results import place_joints, write_results
 from utils.submission import write_submission
 from utils.vis import prediction_sheet
 
@@ -79,6 +84,20 @@ def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
     log.info(f'predictions on the first {len(examples["img"])} test crops drawn to {path}')
 
 
+def write_dexycb_results(result: TestResult, conf: Config, epoch: int) -> Path:
+    """Place each predicted hand in its camera and write the DexYCB toolkit's results file,
+    output/result/dexycb_{setup}_test_{epoch}.txt."""
+    joints, failed = place_joints(result.joints, result.joints_2d, result.focal, result.princpt)
+    path = conf.result_dir / f'dexycb_{conf.dexycb_setup}_test_{epoch}.txt'
+    write_results(path, result.image_ids, joints)
+    if failed.any():
+        log.warning(f'{int(failed.sum())} of {len(failed)} hands: no camera in front of the hand fits '
+                    'its predicted 2D joints; they are placed by the weak-perspective scale instead')
+    log.info(f'DexYCB toolkit results written: {path} (score it in dex-ycb-toolkit with python '
+             f'examples/evaluate_hpe.py --name {conf.dexycb_setup}_test --res_file {path.resolve()})')
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> dict | None:
     args = parse_args(argv)
     conf = config_from_args(args)   # bad options stop here, before any file is read
@@ -102,7 +121,13 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
         root = result.root_joint_cam[:, None, :]
         json_path, zip_path = conf.result_dir / f'pred{epoch}.json', conf.result_dir / f'pred{epoch}.zip'
         write_submission(result.joints + root, result.verts + root, json_path, zip_path)
-        log.info(f'HO3D submission written: {zip_path} (upload it to the HO3D challenge) and {json_path}')
+        if len(root) != EVALUATION_SIZES[conf.ho3d_version]:
+            log.warning(f'the submission has {len(root)} frames, but the HO3D {conf.ho3d_version} '
+                        f'challenge scores {EVALUATION_SIZES[conf.ho3d_version]}; its server will refuse it')
+        log.info(f'HO3D {conf.ho3d_version} submission written: {zip_path} (upload it to the HO3D '
+                 f'{conf.ho3d_version} challenge) and {json_path}')
+    if conf.testset == 'DEX_YCB':
+        write_dexycb_results(result, conf, epoch)
     if result.metrics is not None:
         return write_metrics(result, conf, epoch, path, model.hand_model_id)
     return None
