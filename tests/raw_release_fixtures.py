@@ -111,15 +111,16 @@ def _ho3d_hand(layer: ManoLayer, rng: np.random.Generator, cam: np.ndarray, size
             return pose, beta, trans, joints
 
 
-def write_ho3d_release(root: Path, version: str, mano_folder: Path, seed: int = 0) -> Ho3dRelease:
+def write_ho3d_release(root: Path, version: str, mano_folder: Path, seed: int = 0,
+                       frames_per_sequence: int = 5) -> Ho3dRelease:
     """A small HO3D release: two training sequences (one at half size, with its camera scaled),
-    5 frames each, listed out of order, and an evaluation sequence of 3 frames; v3 leaves two
-    training frames without hand annotation."""
+    ``frames_per_sequence`` (at least 5) frames each, the first five listed out of order, and an
+    evaluation sequence of 3 frames; v3 leaves two training frames without hand annotation."""
     rng = np.random.default_rng(seed)
     layer = ManoLayer(mano_folder, flat_hand_mean=True, dtype=torch.float64)
     ext = '.png' if version == 'v2' else '.jpg'
     seqs = {'MC1': (640, 480), 'SM2': (320, 240), 'EV9': (640, 480)}
-    train = [f'{seq}/{i:04d}' for i in (3, 0, 4, 1, 2) for seq in ('SM2', 'MC1')]
+    train = [f'{seq}/{i:04d}' for i in (3, 0, 4, 1, 2, *range(5, frames_per_sequence)) for seq in ('SM2', 'MC1')]
     evaluation = [f'EV9/{i:04d}' for i in (2, 0, 1)]
     unannotated = {'MC1/0004', 'SM2/0001'} if version == 'v3' else set()
     release = Ho3dRelease(root, version, train, evaluation, unannotated, {})
