@@ -1,7 +1,9 @@
 """Shared fixtures: a random MANO-format model (for checks that must hold for ANY valid model) and
-a tiny SYNTH set made once per session by the generator's command line."""
+a tiny SYNTH set made once per session by the generator's command line; and the project logger
+kept visible to caplog in every test, whatever ran before."""
 import bootstrap  # noqa: F401  (threading defaults before torch is imported; pytest.ini sets the path)
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +38,15 @@ def random_mano_arrays(seed: int = 0) -> dict:
         'hands_components': np.linalg.qr(rng.normal(size=(45, 45)))[0].T,
         'hands_mean': rng.normal(size=45) * 0.3,
     }
+
+
+@pytest.fixture(autouse=True)
+def project_log_reaches_caplog(monkeypatch):
+    """logger.setup_logging (run in this process by the Trainer, test.py's and the demo's main)
+    stops the 'interacthand' logger from propagating to the root logger. pytest 9 attaches caplog
+    to such loggers too, but older versions (requirements.txt allows 7.4) listen at the root
+    only: there a test that reads caplog would pass or fail by which tests ran before it."""
+    monkeypatch.setattr(logging.getLogger('interacthand'), 'propagate', True)
 
 
 @pytest.fixture
