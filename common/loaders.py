@@ -1,22 +1,24 @@
 """Datasets and DataLoaders as training and testing use them: the configured split, batching per
-device layout (one process, DataParallel, DDP shards), worker seeding, and moving batches to the
-device."""
+device layout (one process, DataParallel, DDP shards), the training order and augmentation seeds,
+worker counts, and moving batches to the device.
+
+Training items are asked for by ``(index, seed)`` keys (:class:`TrainingSampler`): the dataset
+draws an item's augmentation from a generator seeded by that pair alone, so a training epoch is
+the same whatever the number of DataLoader workers, whether they persist across epochs, and
+whether the run was resumed.
+"""
 from __future__ import annotations
 
-import random
+import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision import transforms
 
 from config import Config
 from runtime import Runtime
 
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader seeds torch and numpy per worker from the loader's generator; so does this for
-    Python's random module, keeping augmentation reproducible for a given epoch seed."""
-    random.seed(torch.initial_seed() % 2**32)
+MAX_WORKERS = 16
 
 
 def build_split(conf: Config, split: str) -> Dataset:
@@ -27,21 +29,53 @@ def build_split(conf: Config, split: str) -> Dataset:
     return build_dataset(name, transforms.ToTensor(), split, conf)
 
 
-def build_loader(conf: Config, dataset: Dataset, runtime: Runtime,
-                 epoch_seed: int | None = None) -> DataLoader:
-    """A loader over ``dataset`` (from :func:`build_split`): shuffled, with full batches only, for
-    the training split; per-process shards under DDP; a batch per GPU count under DataParallel."""
+def worker_count(conf: Config, runtime: Runtime) -> int:
+    """DataLoader workers per process: ``conf.num_thread``, or with -1 (auto) the cores this
+    process may use, shared among the processes of its node, less one for the process itself
+    (at most MAX_WORKERS)."""
+    if conf.num_thread >= 0:
+        return conf.num_thread
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    per_node = int(os.environ.get('LOCAL_WORLD_SIZE', '1')) if runtime.distributed else 1
+    return max(1, min(MAX_WORKERS, cores // per_node - 1))
+
+
+class TrainingSampler(Sampler):
+    """Training keys for one epoch at a time: ``(index, augmentation seed)`` pairs, the indices
+    shuffled by a generator seeded with (seed, epoch) (DistributedSampler's rule; under DDP each
+    rank gets its own shard), the augmentation seed made of (seed, epoch). Call
+    :meth:`set_epoch` before each epoch."""
+
+    def __init__(self, dataset: Dataset, runtime: Runtime, seed: int):
+        self.order = DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=True, seed=seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order.set_epoch(epoch)
+
+    def __iter__(self):
+        aug_seed = self.seed * 100003 + self.epoch
+        return ((int(i), aug_seed) for i in self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def build_loader(conf: Config, dataset: Dataset, runtime: Runtime) -> DataLoader:
+    """A loader over ``dataset`` (from :func:`build_split`). Training split: full batches of
+    :class:`TrainingSampler` keys (call ``loader.sampler.set_epoch(e)`` before each epoch),
+    workers that persist across epochs. Test split: every item in order. Batches are per GPU
+    count under DataParallel, per process under DDP; pinned memory on CUDA."""
     train = dataset.data_split == 'train'
     batch = conf.train_batch_size if train else conf.test_batch_size
     if not runtime.distributed and len(runtime.gpu_ids) > 1:
         batch *= len(runtime.gpu_ids)  # DataParallel splits each batch over the GPUs
-    sampler = DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=train,
-                                 seed=epoch_seed or 0) if runtime.distributed else None
-    gen = torch.Generator().manual_seed(epoch_seed) if epoch_seed is not None else None
-    return DataLoader(dataset, batch_size=batch, shuffle=train and sampler is None, sampler=sampler,
-                      num_workers=conf.num_thread, pin_memory=runtime.device.type == 'cuda',
-                      drop_last=train, generator=gen, worker_init_fn=seed_worker,
-                      persistent_workers=False)
+    workers = worker_count(conf, runtime)
+    sampler = TrainingSampler(dataset, runtime, conf.seed) if train else None
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                      pin_memory=runtime.device.type == 'cuda', drop_last=train,
+                      persistent_workers=train and workers > 0)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -79,6 +79,7 @@ class Trainer:
                       quiet=not runtime.main_process)
         seed_everything(conf.seed)
         self.dataset = build_split(conf, 'train')
+        self.loader = build_loader(conf, self.dataset, runtime)
         self.val_dataset = build_split(conf, 'test') if conf.val_every and runtime.main_process else None
         if self.val_dataset is not None and not self.val_dataset.has_gt:
             log.warning(f'val_every={conf.val_every}: the {conf.testset} test split has no ground truth; '
@@ -223,11 +224,9 @@ class Trainer:
         of their sum (``total``), as this process saw them. Losses stay on the device between log
         points (no host synchronisation per step); non-finite ones are found at the next log point."""
         conf, rt = self.conf, self.rt
-        epoch_seed = conf.seed * 100003 + epoch
-        seed_everything(epoch_seed)  # the same epoch gets the same randomness, resumed or not
-        loader = build_loader(conf, self.dataset, rt, epoch_seed)
-        if rt.distributed:
-            loader.sampler.set_epoch(epoch)
+        seed_everything(conf.seed * 100003 + epoch)  # the same epoch gets the same randomness, resumed or not
+        loader = self.loader
+        loader.sampler.set_epoch(epoch)
         self.model.train()
         amp = self._amp_dtype()
         n_iter = len(loader)

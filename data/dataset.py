@@ -279,11 +279,16 @@ class HandObjectDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, idx: int) -> tuple[dict, dict, dict]:
-        """(inputs, targets, meta_info) of entry ``idx``, as the module docstring describes."""
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[dict, dict, dict]:
+        """(inputs, targets, meta_info) of an entry, as the module docstring describes. ``key``:
+        the entry's index, or ``(index, seed)`` as the training sampler gives them
+        (loaders.TrainingSampler): the augmentation is then drawn from a generator seeded by that
+        pair alone; with a bare index, from numpy's global generator."""
+        idx, seed = key if isinstance(key, tuple) else (key, None)
         e = self.entries[idx]
         size = self.input_size
-        aug = sample_aug() if self.data_split == 'train' else AugParams()
+        rng = np.random.default_rng([seed, idx]) if seed is not None else None
+        aug = sample_aug(rng) if self.data_split == 'train' else AugParams()
         flip = e.hand_type == 'left'
         img = load_img(e.img_path)
         img2crop = crop_affine(e.bbox, size, aug, flip=flip, img_width=img.shape[1])

@@ -98,7 +98,7 @@ class Config:
     test_batch_size: int = 64
     ckpt_freq: int = 10
     val_every: int = 0        # evaluate on the test split every N epochs (and at the end); 0: never
-    num_thread: int = 4
+    num_thread: int = -1      # DataLoader workers per process; -1: from the cores available
     amp: str = field(default='none', metadata=_choice('none', 'bf16', 'fp16'))
     channels_last: bool = False   # channels-last memory format for the network in training
     compile: bool = False         # torch.compile the network's forward pass in training
@@ -284,8 +284,9 @@ def _check(v: dict) -> None:
             raise ConfigError(f"bad value {v[key]} for '{key}'; it must be at least 1")
     if v['val_every'] < 0:
         raise ConfigError(f"bad value {v['val_every']} for 'val_every'; it must be 0 (off) or more")
-    if v['num_thread'] < 0:
-        raise ConfigError(f"bad value {v['num_thread']} for 'num_thread'; it must be 0 or more")
+    if v['num_thread'] < -1:
+        raise ConfigError(f"bad value {v['num_thread']} for 'num_thread'; it must be 0 or more, or -1 "
+                          '(as many as the cores allow)')
     if not 0 <= v['mesh_grad_scale'] <= 1:
         raise ConfigError(f"bad value {v['mesh_grad_scale']} for 'mesh_grad_scale'; it must be in 0..1")
 
