@@ -11,7 +11,7 @@ Files under the config's ``ho3d_root`` (default ``data/HO3D/data``), as the Hand
     annotations/HO3D_evaluation_data.json
     annotations/HO3D_v3_train_data.json     v3: written by build_annotations.py --version v3
     annotations/HO3D_v3_evaluation_data.json
-    train/<SEQ>/rgb/<FRAME>.png             images (v3: .jpg), 640x480; file_name = '<SEQ>/rgb/<FRAME>.png'
+    train/<SEQ>/rgb/<FRAME>.png             images (v3: .jpg), 640x480; file_name '<SEQ>/rgb/<FRAME>.png' (v3: .jpg)
     train/<SEQ>/seg/<FRAME>.jpg             HO3D's own hand/object masks (v3: .png), training only
     evaluation/<SEQ>/rgb/<FRAME>.png
 
@@ -40,8 +40,8 @@ hand in the red channel and the object in the blue channel; v3 ships PNGs at hal
 resolution (320x240) with the hand in the blue channel and the object in the green channel (255
 where set), as v3's users read them (channels 0 and 1 of OpenCV's BGR: hongsukchoi/HandNeRF_RELEASE,
 data/HO3D/HO3D.py, ``load_seg``). A channel counts where it is above 127 (JPEG noise); a pixel in
-both is hand. Masks of any resolution are stretched over the image. Entries without a mask file get the rendered MANO
-silhouette instead (see data/dataset.py), and loading says how many did.
+both is hand. Masks of any resolution are stretched over the image. Entries without a mask file
+get the rendered MANO silhouette instead (see data/dataset.py), and loading says how many did.
 """
 from __future__ import annotations
 
