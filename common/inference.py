@@ -64,6 +64,56 @@ def load_model(checkpoint: str | Path, device: str | torch.device = 'cpu',
     return model, conf
 
 
+class CudaGraphForward:
+    """A network's test-mode forward replayed as CUDA graphs, one captured per input shape: a
+    launch-bound pass (batch 1 runs several hundred small kernels) costs one graph launch.
+    Called like the model, ``(inputs, targets, meta_info, 'test') -> outputs``; the outputs are
+    copies, safe to keep across calls. Needs CUDA, a model in eval mode, and no gradients."""
+
+    WARMUP = 3   # eager passes on a side stream before capture (cuDNN autotuning, allocations)
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.graphs: dict[tuple, tuple[torch.Tensor, torch.cuda.CUDAGraph, dict]] = {}
+
+    @torch.no_grad()
+    def _capture(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.CUDAGraph, dict]:
+        static_in = img.clone()
+        side = torch.cuda.Stream(img.device)
+        side.wait_stream(torch.cuda.current_stream(img.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                self.model({'img': static_in}, None, None, 'test')
+        torch.cuda.current_stream(img.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self.model({'img': static_in}, None, None, 'test')
+        return static_in, graph, static_out
+
+    @torch.no_grad()
+    def __call__(self, inputs: dict, targets: dict | None = None, meta_info: dict | None = None,
+                 mode: str = 'test') -> dict[str, torch.Tensor]:
+        img = inputs['img']
+        key = (tuple(img.shape), img.dtype, img.device)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(img)
+        static_in, graph, static_out = self.graphs[key]
+        static_in.copy_(img)
+        graph.replay()
+        return {k: v.clone() for k, v in static_out.items()}
+
+
+def inference_forward(model: Model, conf: Config, device: torch.device):
+    """The callable that runs ``model`` in test mode: replayed CUDA graphs with
+    ``conf.cuda_graphs`` on a CUDA device (:class:`CudaGraphForward`), else the model itself."""
+    if not conf.cuda_graphs:
+        return model
+    if torch.device(device).type != 'cuda':
+        log.warning('cuda_graphs=true needs a CUDA device; running the network eagerly')
+        return model
+    return CudaGraphForward(model)
+
+
 @dataclass
 class Prediction:
     """One reconstruction, mapped back to the image (V = 778 vertices, J = 21 joints)."""
@@ -94,12 +144,14 @@ class HandReconstructor:
 
     Args:
         model: a ``model.Model`` with its weights (``load_model``), in eval mode.
-        conf: its config (``conf.input_img_shape`` is the crop size).
+        conf: its config (``conf.input_img_shape`` is the crop size; ``conf.cuda_graphs`` replays
+            the forward pass as a CUDA graph on a GPU).
     """
 
     def __init__(self, model: Model, conf: Config):
         self.model, self.size = model, int(conf.input_img_shape[0])
         self.device = next(model.parameters()).device
+        self.forward = inference_forward(model, conf, self.device)
 
     @torch.no_grad()
     def predict_crop(self, img: np.ndarray, crop_box: np.ndarray) -> Prediction:
@@ -109,7 +161,7 @@ class HandReconstructor:
         img2crop = crop_affine(crop_box, s, AugParams())
         crop = warp_image(img, img2crop, s).astype(np.float32) / 255.0
         x = torch.from_numpy(crop).permute(2, 0, 1)[None].to(self.device)
-        out = {k: v[0].float().cpu().numpy() for k, v in self.model({'img': x}, {}, {}, 'test').items()}
+        out = {k: v[0].float().cpu().numpy() for k, v in self.forward({'img': x}, {}, {}, 'test').items()}
         labels = seg_to_image(out['seg'], img2crop, img.shape[:2]) if 'seg' in out else None
         joints_2d = apply_affine(out['joints_coord_img'] * s, np.linalg.inv(img2crop))
         return Prediction(out['joints_coord_cam'].astype(np.float64), out['mesh_coord_cam'].astype(np.float64),

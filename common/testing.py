@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from config import Config
+from inference import inference_forward
 from loaders import build_loader, build_split, to_device
 from runtime import Runtime
 from utils.mano import FINGERTIPS, TIP_JOINTS
@@ -64,7 +65,8 @@ class TestResult:
 
 class Tester:
     """Runs a network (weights already loaded) over ``conf.testset``'s test split (or the given
-    ``dataset``); scores it when the set has ground truth. Several GPUs: DataParallel."""
+    ``dataset``); scores it when the set has ground truth. Several GPUs: DataParallel; one GPU
+    with ``conf.cuda_graphs``: replayed CUDA graphs (``inference.inference_forward``)."""
 
     NUM_EXAMPLES = 8
 
@@ -72,14 +74,16 @@ class Tester:
         self.conf, self.rt = conf, runtime
         self.dataset = dataset if dataset is not None else build_split(conf, 'test')
         self.bare = model
-        self.model = (nn.DataParallel(model, device_ids=runtime.gpu_ids)
-                      if len(runtime.gpu_ids) > 1 and not runtime.distributed else model)
+        if len(runtime.gpu_ids) > 1 and not runtime.distributed:
+            self.model = nn.DataParallel(model, device_ids=runtime.gpu_ids)
+        else:
+            self.model = inference_forward(model, conf, runtime.device)
 
     @torch.no_grad()
     def run(self, progress: bool = True) -> TestResult:
         """One pass over the split (the model in eval mode; its training mode is restored after)."""
         was_training = self.bare.training
-        self.model.eval()
+        self.bare.eval()
         try:
             return self._run(progress)
         finally:

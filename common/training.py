@@ -92,7 +92,7 @@ class Trainer:
             self.optimizer, milestones=list(conf.lr_dec_epoch), gamma=conf.lr_dec_factor)
         self.history: list[dict[str, float]] = []
         self.start_epoch = self._resume() if resume else 0
-        self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype() == torch.float16)
         self._board = None
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info(f'model: {n_params / 1e6:.2f} M trainable parameters, hand model {model.hand_model_id}, '
@@ -108,7 +108,8 @@ class Trainer:
             return nn.DataParallel(model, device_ids=self.rt.gpu_ids)
         return model
 
-    def _amp_dtype(self) -> torch.dtype | None:
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of ``conf.amp`` (None: float32); on the CPU None, with a warning."""
         if self.conf.amp == 'none':
             return None
         if self.rt.device.type != 'cuda':
@@ -228,7 +229,7 @@ class Trainer:
         loader = self.loader
         loader.sampler.set_epoch(epoch)
         self.model.train()
-        amp = self._amp_dtype()
+        amp = self.amp_dtype()
         n_iter = len(loader)
         if n_iter == 0:
             raise UserError(f'the {conf.trainset} training set has fewer samples than one batch '
@@ -241,17 +242,8 @@ class Trainer:
         log_every = max(1, n_iter // 5)
         for it, (inputs, targets, meta) in enumerate(bar):
             inputs, targets, meta = (to_device(d, rt.device) for d in (inputs, targets, meta))
-            with torch.autocast(rt.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                losses = self.model(inputs, targets, meta, 'train')
-            losses = {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
-            total = sum(losses.values())
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-
+            step = self.step(inputs, targets, meta, amp)
             seen += inputs['img'].shape[0] * rt.world_size
-            step = {k: v.detach() for k, v in {**losses, 'total': total}.items()}
             pending.append(step)
             for k, v in step.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
@@ -275,6 +267,19 @@ class Trainer:
                 self.board.add_scalar('samples_per_second', speed, global_step)
         bar.close()
         return {k: v.item() / n_iter for k, v in sums.items()}
+
+    def step(self, inputs: dict, targets: dict, meta: dict, amp: torch.dtype | None) -> dict[str, torch.Tensor]:
+        """One optimisation step on a batch already on the device (autocast to ``amp`` when given);
+        returns the weighted loss terms and their sum ``total``, detached, still on the device."""
+        with torch.autocast(self.rt.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            losses = self.model(inputs, targets, meta, 'train')
+        losses = {k: v.mean() for k, v in losses.items()}  # DataParallel returns one value per GPU
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: v.detach() for k, v in {**losses, 'total': total}.items()}
 
     def _check_finite(self, pending: list[dict[str, torch.Tensor]], epoch: int, first_it: int) -> None:
         """Raise :class:`NonFiniteLoss` naming the first iteration (0-based ``first_it`` is that of

@@ -33,9 +33,14 @@ def _choice(*allowed: str) -> dict:
     return {'choices': allowed}
 
 
-@dataclass
+@dataclass(init=False)
 class Config:
-    """Every setting of InteractHand; field names follow the reference HandOccNet config."""
+    """Every setting of InteractHand; field names follow the reference HandOccNet config.
+
+    ``Config(preset=None, **fields)`` is ``Config().update(preset, **fields)``: every field given
+    is an explicit setting (typed, checked, and kept over presets and schedules), even when it
+    equals the default.
+    """
 
     # datasets and folders
     trainset: str = field(default='HO3D', metadata=_choice(*DATASETS))
@@ -102,6 +107,7 @@ class Config:
     amp: str = field(default='none', metadata=_choice('none', 'bf16', 'fp16'))
     channels_last: bool = False   # channels-last memory format for the network in training
     compile: bool = False         # torch.compile the network's forward pass in training
+    cuda_graphs: bool = False     # test.py and the demo replay the forward pass as CUDA graphs
     seed: int = 0
 
     def update(self, preset: str | None = None, **fields_: Any) -> 'Config':
@@ -132,12 +138,10 @@ class Config:
         self._preset, self._explicit = chosen, explicit
         return self
 
-    def __post_init__(self) -> None:
-        """``Config(lr=...)`` sets fields explicitly, as :meth:`update` does (typed and checked)."""
+    def __init__(self, preset: str | None = None, **fields_: Any):
         self._preset: str | None = None
         self._explicit: dict[str, Any] = {}
-        given = {f.name: getattr(self, f.name) for f in fields(Config)}
-        self.update(**{k: v for k, v in given.items() if v != getattr(Config, k)})
+        self.update(preset=preset, **fields_)
 
     @property
     def preset(self) -> str | None:

@@ -42,6 +42,8 @@ def test_constructor_fields_are_explicit_settings():
     assert c.update(preset='cpu').lr == 3e-3 and c.backbone == PRESETS['cpu']['backbone']
     with pytest.raises(ConfigError, match="bad value 'fast' for 'lr'"):
         Config(lr='fast')
+    # a value equal to the default is still the caller's choice, kept over the preset
+    assert Config(preset='cpu', lr=Config().lr).lr == Config().lr != PRESETS['cpu']['lr']
 
 
 @pytest.mark.parametrize('key, text, value', [
