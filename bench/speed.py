@@ -67,13 +67,17 @@ def best_ms(calls: dict[str, Callable[[], object]], device: torch.device,
     return {name: min(t) for name, t in interleaved_ms(calls, device, repeats).items()}
 
 
-def random_batch(b: int, size: int, device: torch.device) -> tuple[dict, dict]:
-    """Inputs and targets of the right shapes (values do not matter for speed)."""
+def random_batch(b: int, size: int, device: torch.device, frame_size: int = 0) -> tuple[dict, dict]:
+    """Inputs and targets of the right shapes (values do not matter for speed); with
+    ``frame_size`` > 0 also the hand localiser's whole frames and boxes, as training items carry."""
     targets = {'joints_img': torch.rand(b, 21, 2), 'joints_coord_cam': torch.randn(b, 21, 3) * 0.03,
                'mano_pose': torch.randn(b, 48) * 0.3, 'mano_shape': torch.randn(b, 10),
                'seg': torch.randint(0, 3, (b, size // 4, size // 4))}
-    return ({'img': torch.rand(b, 3, size, size, device=device)},
-            {k: v.to(device) for k, v in targets.items()})
+    inputs = {'img': torch.rand(b, 3, size, size)}
+    if frame_size:
+        inputs['frame'] = torch.rand(b, 3, frame_size, frame_size)
+        targets['frame_box'] = torch.cat([torch.rand(b, 2) * 0.6, 0.1 + torch.rand(b, 2) * 0.3], 1)
+    return ({k: v.to(device) for k, v in inputs.items()}, {k: v.to(device) for k, v in targets.items()})
 
 
 def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:

@@ -34,6 +34,7 @@ from training import make_optimizer, prepare_model  # noqa: E402
 from utils.files import output_file  # noqa: E402
 
 VARIANTS = {  # name: (config fields, fused Adam)
+    'no hand localiser': ({'localiser_size': 0}, True),
     'plain, foreach Adam': ({'channels_last': False}, False),
     'plain, fused Adam': ({'channels_last': False}, True),
     'channels_last, foreach Adam': ({'channels_last': True}, False),
@@ -50,7 +51,7 @@ def step_fn(conf: Config, fused: bool, batch: int, device: torch.device):
     torch.manual_seed(0)
     model = prepare_model(Model(conf, pretrained=False).to(device).train(), conf)
     optimizer = make_optimizer(model.parameters(), conf, device, fused=fused)
-    inputs, targets = random_batch(batch, conf.input_img_shape[0], device)
+    inputs, targets = random_batch(batch, conf.input_img_shape[0], device, conf.localiser_size)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

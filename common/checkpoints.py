@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from config import MODEL_FIELDS
+from config import LEGACY_MODEL_FIELDS, MODEL_FIELDS
 from errors import UserError
 from runtime import unwrap
 from utils.files import write_atomically
@@ -91,8 +91,9 @@ def newest_snapshot(*model_dirs: Path) -> Path:
 
 
 def model_config_from(ckpt: dict) -> dict:
-    """The architecture fields of the config a snapshot was trained with."""
-    stored = ckpt.get('config', {})
+    """The architecture fields of the config a snapshot was trained with (a field newer than the
+    snapshot: the value it was trained with, config.LEGACY_MODEL_FIELDS)."""
+    stored = {**LEGACY_MODEL_FIELDS, **ckpt.get('config', {})}
     return {k: stored[k] for k in MODEL_FIELDS if k in stored}
 
 

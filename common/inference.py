@@ -27,6 +27,7 @@ from checkpoints import load_checkpoint, load_network, model_config_from
 from config import Config
 from errors import UserError
 from model import Model, get_model
+from nets.localiser import decode
 from utils.files import rounded
 from utils.fit import FitError, default_focal, fit_translation, fit_weak_perspective, image_center, reprojection_error
 from utils.preprocessing import (HAND, SEG_STRIDE, AugParams, bbox_from_joints, crop_affine, label_affine,
@@ -39,7 +40,9 @@ BOX_EXPANSION = 1.5        # the crop is the hand box enlarged 1.5x, as in the d
 MIN_REGION_FRACTION = 0.25  # hand regions smaller than this fraction of the largest are ignored
 NOMINAL_DEPTH = 0.5        # metres: where the wrist of an unfitted mesh is put
 WEAK_PERSPECTIVE_DEPTH = 5.0  # metres: camera distance that renders the weak-perspective placement
-BOX_SOURCES = {'given': '--bbox', 'mask': 'the predicted hand mask', 'joints': 'the predicted 2D joints'}
+BOX_SOURCES = {'given': '--bbox', 'localiser': 'the hand localiser', 'mask': 'the predicted hand mask',
+               'joints': 'the predicted 2D joints'}
+MIN_HAND_SCORE = 0.2       # the hand localiser's peak below this: no hand in the image
 PLAUSIBLE_BETA = 3.0       # |shape parameter| beyond this is far outside the range hand models cover
 
 
@@ -126,6 +129,7 @@ class Prediction:
     crop_box: np.ndarray          # (4,) the square crop the network saw, x, y, w, h
     hand_box: np.ndarray | None = None   # (4,) the tight hand box the crop was grown from
     box_source: str = 'given'     # how hand_box was found: a key of BOX_SOURCES
+    box_score: float | None = None  # the hand localiser's score of hand_box (0..1), when it found it
 
 
 @dataclass
@@ -168,31 +172,50 @@ class HandReconstructor:
                           joints_2d, out['mano_pose'], out['mano_shape'], labels,
                           np.asarray(crop_box, dtype=np.float32))
 
-    def find_box(self, img: np.ndarray) -> tuple[np.ndarray, str]:
-        """A first pass over the whole image -> tight hand box (4,) and its source ('mask' or
-        'joints', see BOX_SOURCES)."""
+    @torch.no_grad()
+    def find_box(self, img: np.ndarray) -> tuple[np.ndarray, str, float | None]:
+        """The hand's tight box (4,) x, y, w, h in image pixels, how it was found (a key of
+        BOX_SOURCES) and the hand localiser's score (0..1; None without a localiser).
+
+        With the hand localiser (``localiser_size`` > 0): its most likely box in the whole frame,
+        letterboxed as in training; a score below MIN_HAND_SCORE is a :class:`UserError` (no hand
+        found). Networks without one (snapshots from before it existed): a first pass of the
+        network over the whole frame, the box of its hand mask (or of its 2D joints)."""
         h, w = img.shape[:2]
-        first = self.predict_crop(img, whole_image_box(w, h))
-        box = box_from_labels(first.labels) if first.labels is not None else None
-        if box is not None:
-            return box, 'mask'
-        return bbox_from_joints(first.joints_2d, expansion=1.0), 'joints'
+        whole = whole_image_box(w, h)
+        if self.model.localiser is None:
+            first = self.predict_crop(img, whole)
+            box = box_from_labels(first.labels) if first.labels is not None else None
+            if box is not None:
+                return box, 'mask', None
+            return bbox_from_joints(first.joints_2d, expansion=1.0), 'joints', None
+        size = self.model.localiser_size
+        img2frame = crop_affine(whole, size, AugParams())
+        frame = warp_image(img, img2frame, size).astype(np.float32) / 255.0
+        out = self.model.locate(torch.from_numpy(frame).permute(2, 0, 1)[None].to(self.device))
+        box, score = (v[0].cpu().numpy() for v in decode(out))
+        if score < MIN_HAND_SCORE:
+            raise UserError(f'no hand found (the hand localiser\'s best score is {score:.2f}, below '
+                            f'{MIN_HAND_SCORE}); if there is one, give its box with --bbox X Y W H')
+        corners = apply_affine(np.array([box[:2], box[:2] + box[2:]]) * size, np.linalg.inv(img2frame))
+        return np.array([*corners[0], *(corners[1] - corners[0])], dtype=np.float32), 'localiser', float(score)
 
     def predict(self, img: np.ndarray, box: np.ndarray | tuple | None = None) -> Prediction:
         """img (H, W, 3) uint8 RGB; box (4,) x, y, w, h around the hand in pixels, or None to find
         it (:meth:`find_box`) -> the prediction for the crop of the box grown to a square and
         enlarged :data:`BOX_EXPANSION` times (as the data pipeline crops test boxes)."""
         h, w = img.shape[:2]
+        score = None
         if box is not None:
             hand_box, source = np.asarray(box, dtype=np.float32), 'given'
         else:
-            hand_box, source = self.find_box(img)
+            hand_box, source, score = self.find_box(img)
         crop_box = process_bbox(hand_box, w, h, 1.0, expansion=BOX_EXPANSION)
         if crop_box is None:
             raise UserError(f'the hand box {rounded(hand_box, 1)} is empty or outside the {w}x{h} '
                             'image; give a box around the hand (x y w h in pixels)')
         pred = self.predict_crop(img, crop_box)
-        pred.hand_box, pred.box_source = hand_box, source
+        pred.hand_box, pred.box_source, pred.box_score = hand_box, source, score
         return pred
 
     @staticmethod

@@ -53,7 +53,7 @@ from utils.files import write_atomically
 from utils.mano import NUM_JOINTS, NUM_VERTS, ManoLayer
 from utils.preprocessing import (HAND, IGNORE_LABEL, SEG_STRIDE, AugParams, bbox_from_joints,
                                  color_scale, crop_affine, label_affine, load_img, process_bbox,
-                                 sample_aug, warp_image, warp_labels, whole_image_box)
+                                 sample_aug, sample_frame_window, warp_image, warp_labels, whole_image_box)
 from utils.transforms import (apply_affine, cam2pixel, intrinsics, mirror_points, mirror_pose,
                               rotate_global_pose, rotate_points, rotation_z)
 
@@ -99,6 +99,8 @@ class HandObjectDataset(torch.utils.data.Dataset):
         input_size: S, the side of the square crops in pixels.
         mano_path: MANO file or folder for the ground-truth meshes (None: the default folder; the
             built-in hand without MANO files).
+        frame_size: L > 0: training items also carry the whole frame for the hand localiser,
+            ``inputs['frame']`` (3, L, L), and its hand box ``targets['frame_box']`` (4,).
 
     Subclasses set ``root_field``, ``annotation_files`` (split -> path under the root) and
     ``gt_splits`` (splits with hand ground truth; their crops come from the GT joints, the others'
@@ -117,7 +119,8 @@ class HandObjectDataset(torch.utils.data.Dataset):
     option_fields: dict[str, str] = {}
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
-                 root: str | Path, input_size: int, mano_path: str | Path | None = None):
+                 root: str | Path, input_size: int, mano_path: str | Path | None = None,
+                 frame_size: int = 0):
         if data_split not in SPLITS:
             raise ValueError(f"data_split must be 'train' or 'test', got {data_split!r}")
         self.transform = transform
@@ -127,6 +130,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         self.annot_path = self.root / self.annotation_files[data_split]
         self.input_size = int(input_size)
         self.mano_path = mano_path
+        self.frame_size = int(frame_size) if self.has_gt and data_split == 'train' else 0
         self._layers: dict[str, ManoLayer] = {}
         self._renderers: dict[tuple[int, int], MeshRenderer] = {}
         self._cache_dir: Path | None = None
@@ -297,11 +301,26 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
         targets = (self._targets(e, aug, flip, img2crop, img.shape[:2]) if self.has_gt
                    else self._empty_targets())
+        if self.frame_size:
+            inputs['frame'], targets['frame_box'] = self._frame(e, img, aug, flip, rng)
         meta_info = {'root_joint_cam': e.root_joint_cam.astype(np.float32),
                      'bbox': e.bbox.astype(np.float32), 'focal': e.focal, 'princpt': e.princpt,
                      'flip': int(flip), 'occlusion': np.float32(e.occlusion), 'idx': idx,
                      'img2crop': img2crop[:2].astype(np.float32)}
         return inputs, targets, meta_info
+
+    def _frame(self, e: Entry, img: np.ndarray, aug: AugParams, flip: bool,
+               rng: np.random.Generator | None) -> tuple[torch.Tensor, np.ndarray]:
+        """The hand localiser's training view of the whole image: a square window
+        (``sample_frame_window``: the whole frame, or a zoom that keeps the hand) warped to
+        (3, L, L) with the item's colour scale and mirroring, and the box of the 2D joints in it,
+        x, y, w, h in 0..1 of L."""
+        size = self.frame_size
+        window = sample_frame_window(bbox_from_joints(e.joints_img, expansion=1.0), e.width, e.height, rng)
+        affine = crop_affine(window, size, AugParams(color=aug.color), flip=flip, img_width=img.shape[1])
+        frame = color_scale(warp_image(img, affine, size), aug.color)
+        box = bbox_from_joints(apply_affine(e.joints_img, affine), expansion=1.0) / size
+        return self.transform(frame) / 255.0, box.astype(np.float32)
 
     def _empty_targets(self) -> dict:
         """Targets of an entry without ground truth: zeros, and 255 (unknown) segmentation."""

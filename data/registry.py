@@ -22,8 +22,8 @@ DATASET_CLASSES: dict[str, type[HandObjectDataset]] = {'HO3D': HO3D, 'DEX_YCB': 
 def build_dataset(name: str, transform: Callable[[np.ndarray], torch.Tensor],
                   data_split: str, conf: Config) -> HandObjectDataset:
     """The dataset called ``name`` (one of config.DATASETS) for 'train' or 'test', with the
-    folder, crop size, MANO folder and dataset options (``option_fields``, e.g. ``ho3d_version``)
-    of ``conf``. A training set whose joints use other fingertips than ``conf.fingertips`` is
+    folder, crop size, MANO folder, whole-frame size for the hand localiser (training items) and
+    dataset options (``option_fields``, e.g. ``ho3d_version``) of ``conf``. A training set whose joints use other fingertips than ``conf.fingertips`` is
     warned about: the joint loss would pull the predicted tips to the wrong vertices."""
     if name not in DATASET_CLASSES:
         raise UserError(f"unknown dataset '{name}'; allowed names: {', '.join(DATASETS)}")
@@ -33,5 +33,6 @@ def build_dataset(name: str, transform: Callable[[np.ndarray], torch.Tensor],
                     f"{conf.fingertips} is set; the network learns tips at the wrong vertices "
                     f'(leave fingertips unset to follow the training set)')
     options = {arg: getattr(conf, field) for arg, field in cls.option_fields.items()}
-    return cls(transform, data_split, root=getattr(conf, cls.root_field),
-               input_size=conf.input_img_shape[0], mano_path=conf.mano_path, **options)
+    return cls(transform, data_split, root=getattr(conf, cls.root_field), input_size=conf.input_img_shape[0],
+               mano_path=conf.mano_path, frame_size=conf.localiser_size if data_split == 'train' else 0,
+               **options)

@@ -141,6 +141,7 @@ class Demo:
             'image': str(path), 'image_size': [w, h], 'checkpoint': self.rec.model.snapshot['path'],
             'epoch': self.rec.model.snapshot['epoch'], 'hand_model': self.hand_model,
             'box': {'hand_box': rounded(pred.hand_box, 2), 'source': source, 'crop_box': rounded(pred.crop_box, 2),
+                    'score': None if pred.box_score is None else round(pred.box_score, 4),
                     'note': f'the crop is the hand box grown to a square and enlarged {BOX_EXPANSION}x'},
             'joint_names': list(JOINT_NAMES),
             'mano_pose': rounded(pred.pose, 6), 'mano_shape': rounded(pred.shape, 6),
@@ -213,8 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.focal is not None and not args.fit:
         log.warning('--focal is used only with --fit; ignoring it')
     if args.bbox is None:
-        log.info('no --bbox: each hand box comes from a pass over the whole image, which the network '
-                 'never saw in training and which can miss the hand; pass --bbox X Y W H where you know it')
+        log.info('no --bbox: the hand localiser finds each hand box' if model.localiser is not None else
+                 'no --bbox: each hand box comes from a pass over the whole image, which this network (from '
+                 'before the hand localiser) never saw in training; pass --bbox X Y W H where you know it')
     out_dir = args.out if args.out is not None else conf.vis_dir / 'demo'
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

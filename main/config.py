@@ -69,6 +69,7 @@ class Config:
     let_heads: int = 8
     let_stripe: int = 4
     mlp_ratio: float = 2.0
+    localiser_size: int = 128  # side of the whole-frame input of the hand localiser; 0: none
     # The vertices the five fingertip joints are (utils.mano.FINGERTIPS): each training set's joints
     # use their own definition ('ho3d' for HO3D, 'manopth' for the others; see SCHEDULES).
     fingertips: str = field(default='manopth', metadata=_choice('manopth', 'ho3d'))
@@ -80,6 +81,7 @@ class Config:
     lambda_mano_shape: float = 0.1
     lambda_joints_img: float = 100.0
     lambda_seg: float = 1.0
+    lambda_loc: float = 1.0
     # Gradient of the MANO losses into the shared features (hand head, LET, IIC, backbone): 1 is
     # end to end, as the paper trains from ImageNet weights. From scratch, the mesh losses' large,
     # at first uninformative gradient swamps the 2D and segmentation losses and no feature forms
@@ -183,7 +185,9 @@ class Config:
 # with the values it was trained with (see checkpoints.model_config_from).
 MODEL_FIELDS = ('input_img_shape', 'backbone', 'feat_dim', 'hand_branch', 'use_seg', 'use_iet',
                 'use_cgblock', 'use_let', 'iet_depth', 'iet_heads', 'let_depth', 'let_heads',
-                'let_stripe', 'mlp_ratio', 'fingertips')
+                'let_stripe', 'mlp_ratio', 'fingertips', 'localiser_size')
+# What a snapshot written before a field of MODEL_FIELDS existed was trained with.
+LEGACY_MODEL_FIELDS = {'fingertips': 'manopth', 'localiser_size': 0}
 
 # Per training set: the reference's learning-rate schedule, and the fingertip vertices of the set's
 # joints (the loaders' ``fingertips``; HO3D's annotations use HO3D's own, utils.mano.FINGERTIPS).
@@ -286,6 +290,9 @@ def _check(v: dict) -> None:
                 'iet_depth', 'let_depth'):
         if v[key] < 1:
             raise ConfigError(f"bad value {v[key]} for '{key}'; it must be at least 1")
+    if v['localiser_size'] and (v['localiser_size'] < 64 or v['localiser_size'] % 16):
+        raise ConfigError(f"bad value {v['localiser_size']} for 'localiser_size'; use 0 (no hand "
+                          'localiser) or a multiple of 16 of at least 64, e.g. 128')
     if v['val_every'] < 0:
         raise ConfigError(f"bad value {v['val_every']} for 'val_every'; it must be 0 (off) or more")
     if v['num_thread'] < -1:

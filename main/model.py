@@ -13,6 +13,7 @@ from config import MODEL_FIELDS, Config
 from nets.backbone import FPN
 from nets.iic import CGBlock, IET
 from nets.let import LET, SelfAttention
+from nets.localiser import HandLocaliser
 from nets.loss import compute_losses, loss_weights
 from nets.mano_head import ground_truth_mesh, root_relative_mesh
 from nets.regressor import Regressor
@@ -30,7 +31,9 @@ class Model(nn.Module):
     joints and MANO parameters. Each of ``use_seg`` / ``use_iet`` / ``use_cgblock`` / ``use_let``
     turns its part off (no segmentation: F_h = F_o; no IET: F_h goes on alone; no CGBlock: the IET
     output goes on alone; no LET: a plain global self-attention block); all off is the one-view
-    HandOccNet-style baseline.
+    HandOccNet-style baseline. With ``localiser_size`` > 0 it also holds the hand localiser
+    (nets/localiser.py), which finds the hand in a whole frame (:meth:`locate`); trained from
+    ``inputs['frame']`` when the training items carry it.
 
     Args:
         conf: the settings: the architecture fields (``config.MODEL_FIELDS``), ``mano_path``, the
@@ -56,6 +59,8 @@ class Model(nn.Module):
                         SelfAttention(dim, conf.let_heads, conf.let_depth, conf.mlp_ratio, feat_size))
         self.regressor = Regressor(dim, feat_size, ManoLayer(conf.mano_path, fingertips=conf.fingertips),
                                    conf.mesh_grad_scale)
+        self.localiser = HandLocaliser() if conf.localiser_size else None
+        self.localiser_size = conf.localiser_size
         self.loss_weights = loss_weights(conf)
         self.mesh_loss_gt_root = conf.mesh_loss_gt_root
 
@@ -77,6 +82,13 @@ class Model(nn.Module):
                              f'the configured input_img_shape {s}x{s}), got {tuple(img.shape)}; '
                              'resize the crops or set input_img_shape to match')
 
+    def locate(self, frame: torch.Tensor) -> torch.Tensor:
+        """frame (B, 3, L, L) whole frames letterboxed to ``localiser_size``, RGB 0..1 -> the hand
+        localiser's output (B, 3, L/4, L/4) (``nets.localiser.decode`` turns it into boxes)."""
+        if self.localiser is None:
+            raise ValueError('this network has no hand localiser (localiser_size=0)')
+        return self.localiser(frame)
+
     def features(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """img (B, 3, S, S) -> fused, refined feature (B, C, S/8, S/8) and segmentation logits
         (B, 3, S/4, S/4) (None without segmentation)."""
@@ -96,7 +108,8 @@ class Model(nn.Module):
 
     def forward(self, inputs: dict, targets: dict | None = None, meta_info: dict | None = None,
                 mode: str = 'test') -> dict[str, torch.Tensor]:
-        """inputs['img'] (B, 3, S, S) in 0..1.
+        """inputs['img'] (B, 3, S, S) in 0..1 (and, to train the hand localiser, ``inputs['frame']``
+        (B, 3, L, L) with ``targets['frame_box']`` (B, 4)).
 
         'train': ``targets`` as in docs/DESIGN.md -> weighted scalar losses (see nets/loss.py).
         'test': ``joints_coord_cam`` (B, 21, 3), ``mesh_coord_cam`` (B, 778, 3) root-relative metres,
@@ -123,6 +136,8 @@ class Model(nn.Module):
                   'shape': targets['mano_shape'], 'joints_img': targets['joints_img']}
             if seg is not None:
                 pred['seg'], gt['seg'] = seg, targets['seg']
+            if self.localiser is not None and 'frame' in inputs:
+                pred['frame_heat'], gt['frame_box'] = self.localiser(inputs['frame']), targets['frame_box']
             return compute_losses(pred, gt, self.loss_weights)
         out = {'joints_coord_cam': pred['joints'], 'mesh_coord_cam': pred['verts'],
                'joints_coord_img': pred['joints_img'], 'mano_pose': pred['pose'],

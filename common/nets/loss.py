@@ -6,7 +6,8 @@ shape 0.1, 2D joints 100. Each of those makes its term about 1 at a typical earl
 coordinate: 1e4 * 1e-4; a tenth of the crop: 100 * 0.01). ``lambda_seg`` defaults to 1: the
 segmentation loss starts at about 1.8 (cross-entropy ln 3 ~ 1.1 for an unsure 3-class guess, Dice
 up to 1), so weight 1 puts it on the same footing as the other terms instead of letting it dominate
-the shared backbone's gradients early on.
+the shared backbone's gradients early on. The hand localiser's loss (``lambda_loc``, default 1)
+trains its own parameters only.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from utils.preprocessing import HAND, IGNORE_LABEL
 if TYPE_CHECKING:
     from config import Config
 
-LOSS_KEYS = ('mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img', 'seg')
+LOSS_KEYS = ('mano_verts', 'mano_joints', 'mano_pose', 'mano_shape', 'joints_img', 'seg', 'loc')
+SIGMA_FRACTION = 0.15   # hand localiser: heatmap Gaussian sigma as a share of the hand box's size
 
 
 def loss_weights(conf: Config) -> dict[str, float]:
@@ -53,13 +55,42 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return ce + (dice * labelled).sum() / labelled.sum().clamp(min=1)
 
 
+def centre_heatmap(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """boxes (B, 4) x, y, w, h in 0..1 -> (B, size, size) Gaussian around each box centre (peak 1,
+    sigma SIGMA_FRACTION of the box's mean side), on cell centres."""
+    cells = (torch.arange(size, device=boxes.device, dtype=boxes.dtype) + 0.5) / size
+    cx, cy = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+    sigma = (SIGMA_FRACTION * (boxes[:, 2] + boxes[:, 3]) / 2).clamp_min(0.5 / size)
+    gx = torch.exp(-(cells[None] - cx[:, None]) ** 2 / (2 * sigma[:, None] ** 2))
+    gy = torch.exp(-(cells[None] - cy[:, None]) ** 2 / (2 * sigma[:, None] ** 2))
+    return gy[:, :, None] * gx[:, None, :]
+
+
+def localiser_loss(out: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Penalty-reduced focal loss on the centre heatmap (CenterNet's, alpha 2, beta 4) plus L1 on
+    log(w, h) at the true centre's cell: out (B, 3, h, w), boxes (B, 4) in 0..1 -> scalar."""
+    b, _, h, w = out.shape
+    target = centre_heatmap(boxes.float(), h)
+    prob = out[:, 0].float().sigmoid().clamp(1e-4, 1 - 1e-4)
+    peak = target >= target.flatten(1).max(1).values[:, None, None] - 1e-6     # the centre cell
+    pos = -((1 - prob) ** 2 * prob.log())[peak].sum()
+    neg = -((1 - target) ** 4 * prob ** 2 * (1 - prob).log())[~peak].sum()
+    focal = (pos + neg) / b
+    cx = ((boxes[:, 0] + boxes[:, 2] / 2) * w).long().clamp(0, w - 1)
+    cy = ((boxes[:, 1] + boxes[:, 3] / 2) * h).long().clamp(0, h - 1)
+    log_size = out[torch.arange(b, device=out.device), 1:3, cy, cx].float()
+    size = F.l1_loss(log_size, boxes[:, 2:].clamp_min(1e-3).log())
+    return focal + size
+
+
 def compute_losses(pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor],
                    weights: dict[str, float]) -> dict[str, torch.Tensor]:
     """Weighted scalar losses, by name.
 
     pred: ``verts`` (B, 778, 3), ``joints`` (B, 21, 3) root-relative metres, ``rotmat``
-    (B, 16, 3, 3), ``shape`` (B, 10), ``joints_img`` (B, 21, 2), and ``seg`` logits
-    (B, 3, h, w) when segmentation is on. gt: the same keys (``seg`` as labels (B, h, w)).
+    (B, 16, 3, 3), ``shape`` (B, 10), ``joints_img`` (B, 21, 2), ``seg`` logits (B, 3, h, w)
+    when segmentation is on, and ``frame_heat`` (B, 3, L/4, L/4) when the hand localiser runs.
+    gt: the same keys (``seg`` as labels (B, h, w), ``frame_box`` (B, 4) for ``frame_heat``).
     """
     out = {
         'mano_verts': F.mse_loss(pred['verts'].float(), gt['verts'].float()),
@@ -70,4 +101,6 @@ def compute_losses(pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor],
     }
     if 'seg' in pred:
         out['seg'] = segmentation_loss(pred['seg'], gt['seg'])
+    if 'frame_heat' in pred:
+        out['loc'] = localiser_loss(pred['frame_heat'], gt['frame_box'])
     return {key: weights[key] * value for key, value in out.items()}

@@ -75,6 +75,28 @@ def whole_image_box(width: int, height: int, aspect_ratio: float = 1.0) -> np.nd
     return process_bbox(np.array([0, 0, width - 1, height - 1]), width, height, aspect_ratio)
 
 
+FRAME_ZOOM_PROB = 0.5   # hand localiser: share of training frames zoomed in (the rest: whole)
+FRAME_MIN_SIDE = 0.3    # smallest zoom window, as a share of the frame's larger side
+
+
+def sample_frame_window(hand_box: np.ndarray, width: int, height: int,
+                        rng: np.random.Generator | None = None) -> np.ndarray:
+    """A square window x, y, s, s of a ``width`` x ``height`` frame for the hand localiser's
+    training: the whole frame (:func:`whole_image_box`, as at test time) or, with probability
+    FRAME_ZOOM_PROB, a zoom of side between FRAME_MIN_SIDE of the frame (and twice the hand) and
+    the whole frame, placed at random where it holds the whole ``hand_box`` (x, y, w, h)."""
+    r = rng if rng is not None else np.random
+    whole = whole_image_box(width, height)
+    if r.random() >= FRAME_ZOOM_PROB:
+        return whole
+    x, y, w, h = (float(v) for v in hand_box)
+    low = max(FRAME_MIN_SIDE * whole[2], 2.0 * max(w, h))
+    side = float(r.uniform(low, whole[2])) if low < whole[2] else float(whole[2])
+    x0 = r.uniform(x + w - side, x) if side > w else x + (w - side) / 2
+    y0 = r.uniform(y + h - side, y) if side > h else y + (h - side) / 2
+    return np.array([x0, y0, side, side], dtype=np.float32)
+
+
 @dataclass
 class AugParams:
     """One draw of the augmentation: crop scale, in-plane rotation (degrees, a positive angle

@@ -66,12 +66,12 @@ class DEX_YCB(HandObjectDataset):  # noqa: N801  (the reference's class name)
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
                  root: str | Path, input_size: int, mano_path: str | Path | None = None,
-                 setup: str = 's0'):
+                 frame_size: int = 0, setup: str = 's0'):
         if setup not in SETUPS:
             raise ValueError(f"setup must be one of {', '.join(SETUPS)}, got {setup!r}")
         self.setup = setup
         self.annotation_files = {split: annotation_file(setup, split) for split in SPLITS}
-        super().__init__(transform, data_split, root, input_size, mano_path)
+        super().__init__(transform, data_split, root, input_size, mano_path, frame_size)
 
     def image_path(self, img: dict) -> Path:
         return self.root / img['file_name']

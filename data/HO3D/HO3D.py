@@ -81,14 +81,14 @@ class HO3D(HandObjectDataset):
 
     def __init__(self, transform: Callable[[np.ndarray], torch.Tensor], data_split: str,
                  root: str | Path, input_size: int, mano_path: str | Path | None = None,
-                 version: str = 'v2'):
+                 frame_size: int = 0, version: str = 'v2'):
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version
         self.annotation_files = {split: annotation_file(version, name) for split, name in LIST_SPLITS.items()}
         self._rgb_suffix: str | None = None
         self._seg_suffix: str | None = None
-        super().__init__(transform, data_split, root, input_size, mano_path)
+        super().__init__(transform, data_split, root, input_size, mano_path, frame_size)
 
     @property
     def split_dir(self) -> Path:
