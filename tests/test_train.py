@@ -21,7 +21,8 @@ from errors import UserError
 from runtime import Runtime
 from training import NonFiniteLoss, Trainer
 from utils.curves import plot_training_curves
-from utils.metrics import SUMMARY_KEYS
+from utils.mano import JOINT_NAMES, ManoLayer
+from utils.metrics import SUMMARY_KEYS, f_score, pck_auc, procrustes_align
 from utils.submission import read_submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def trained(synth_set, tmp_path_factory) -> Path:
 
 def _configure(synth_set: Path, out: Path, **extra) -> Config:
     return Config().update(preset='cpu', trainset='SYNTH', testset='SYNTH', synth_root=str(synth_set),
-                           output_dir=str(out), num_thread=0, **extra)
+                           output_dir=str(out), **{'num_thread': 0, **extra})
 
 
 def test_train_writes_a_complete_snapshot_and_log(trained):
@@ -86,16 +87,55 @@ def test_curves_need_history_and_leave_no_temporary_file(tmp_path):
         plot_training_curves([], tmp_path / 'empty.png')
 
 
+def _synth_test_truth(synth_set: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SYNTH evaluation frames' root-relative joints (N, 21, 3) and MANO meshes (N, 778, 3),
+    metres, and their occlusion (N,), from the annotation file (float64, not via the loader)."""
+    anns = json.loads((synth_set / 'annotations' / 'SYNTH_evaluation_data.json').read_text())['annotations']
+    joints = np.array([a['joints_coord_cam'] for a in anns])
+    layer = ManoLayer(dtype=torch.float64)
+    with torch.no_grad():
+        v, j = layer(torch.tensor([a['mano_param']['pose'] for a in anns], dtype=torch.float64),
+                     torch.tensor([a['mano_param']['shape'] for a in anns], dtype=torch.float64))
+    return joints - joints[:, :1], (v - j[:, :1]).numpy(), np.array([a['occlusion'] for a in anns])
+
+
 def test_test_py_writes_metrics(trained, synth_set):
+    """metrics_SYNTH_1.json is what the saved predictions score against the ground truth, worked
+    out here from predictions_SYNTH_1.npz and the annotation file: plain errors by hand,
+    Procrustes and F-scores with utils.metrics (checked against scipy in test_metrics.py)."""
     res = _cli('test.py', '--gpu', 'cpu', '--testset', 'SYNTH', '--test_epoch', '1',
                '--set', f'output_dir={trained}', f'synth_root={synth_set}')
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((trained / 'result' / 'metrics_SYNTH_1.json').read_text())
     assert set(SUMMARY_KEYS) <= set(metrics)
     assert metrics['num_samples'] == 10 and metrics['epoch'] == 1
-    assert all(np.isfinite(metrics[k]) for k in SUMMARY_KEYS)
-    assert 0 <= metrics['f5'] <= metrics['f15'] <= 1 and metrics['pa_mpjpe'] <= metrics['mpjpe']
-    assert sum(b['count'] for b in metrics['pa_mpjpe_by_occlusion'].values()) == 10
+    with np.load(trained / 'result' / 'predictions_SYNTH_1.npz') as saved:
+        pred = {k: saved[k].astype(np.float64) for k in saved.files}
+    gt_joints, gt_verts, occlusion = _synth_test_truth(synth_set)
+    assert pred['joints'].shape == (10, 21, 3) and pred['verts'].shape == (10, 778, 3)
+    np.testing.assert_allclose(pred['occlusion'], occlusion, atol=1e-6)
+
+    err = np.linalg.norm(pred['joints'] - gt_joints, axis=-1)                     # (N, 21)
+    bone = lambda j: np.linalg.norm(j[:, 9] - j[:, 0], axis=-1)[:, None, None]     # wrist - middle1  # noqa: E731
+    st = (pred['joints'] - pred['joints'][:, :1]) * bone(gt_joints) / bone(pred['joints']) + gt_joints[:, :1]
+    pa_joints = np.linalg.norm(procrustes_align(pred['joints'], gt_joints) - gt_joints, axis=-1)
+    pa_verts = np.linalg.norm(procrustes_align(pred['verts'], gt_verts) - gt_verts, axis=-1).mean(-1)
+    fs = np.array([f_score(procrustes_align(p, g), g, [0.005, 0.015]).f for p, g in zip(pred['verts'], gt_verts)])
+    per_sample = {'mpjpe': err.mean(-1), 'st_mpjpe': np.linalg.norm(st - gt_joints, axis=-1).mean(-1),
+                  'pa_mpjpe': pa_joints.mean(-1), 'pa_mpvpe': pa_verts, 'f5': fs[:, 0], 'f15': fs[:, 1]}
+    for key, values in per_sample.items():
+        np.testing.assert_allclose(pred[f'error_{key}'], values, atol=2e-3 if key[0] == 'f' else 1e-7,
+                                   err_msg=key)
+        scale = 1 if key[0] == 'f' else 1000.0                                     # metres -> mm
+        assert metrics[key] == pytest.approx(values.mean() * scale, abs=2e-3 if key[0] == 'f' else 1e-4), key
+    assert metrics['mpjpe'] > 1.0          # a one-epoch network is far from perfect: a real check
+    assert metrics['auc'] == pytest.approx(pck_auc(pa_joints), abs=1e-3)
+    for name, low, high in (('0-20%', 0, 0.2), ('20-40%', 0.2, 0.4), ('>40%', 0.4, 2)):
+        sel = (occlusion >= low) & (occlusion < high)
+        bucket = metrics['pa_mpjpe_by_occlusion'][name]
+        assert bucket['count'] == sel.sum()
+        if sel.any():
+            assert bucket['pa_mpjpe'] == pytest.approx(per_sample['pa_mpjpe'][sel].mean() * 1000, abs=1e-4)
     assert 0 <= metrics['seg_iou_hand'] <= 1
     assert 'PA-MPJPE' in res.stdout and 'segmentation IoU (hand)' in res.stdout
     sheet = cv2.imread(str(trained / 'vis' / 'test_SYNTH_1.png'))   # 8 of the 10 samples, 3 rows
@@ -157,10 +197,13 @@ def test_unreadable_snapshots_are_named(trained, make, words):
     assert str(path) in str(err.value)
 
 
-def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
+@pytest.mark.parametrize('workers', [0, 2])
+def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path, workers):
     """Two epochs in one go equal one epoch, a new process-like Trainer with --continue, and one
-    more: same weights, same optimizer state, same learning rate after the decay at epoch 1."""
-    settings = dict(end_epoch=2, lr_dec_epoch='1', lr_dec_factor=0.5, train_batch_size=8)
+    more: same weights, same Adam state (both moments and the step count), same learning rate
+    after the decay at epoch 1; with the data loaded in this process and by DataLoader workers."""
+    settings = dict(end_epoch=2, lr_dec_epoch='1', lr_dec_factor=0.5, train_batch_size=8, num_thread=workers,
+                    input_img_shape='64,64', feat_dim=32)     # a small network: exactness, not accuracy
     straight = Trainer(_configure(synth_set, tmp_path / 'straight', **settings), CPU)
     straight.train()
 
@@ -179,7 +222,9 @@ def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.allclose(sa[k]['exp_avg'], sb[k]['exp_avg'], atol=1e-6)
-        assert torch.equal(sa[k]['step'], sb[k]['step'])
+        assert torch.allclose(sa[k]['exp_avg_sq'], sb[k]['exp_avg_sq'], rtol=1e-4, atol=1e-12)
+        assert torch.equal(sa[k]['step'], sb[k]['step']) and int(sa[k]['step']) == 2 * 5   # 40 frames / 8
+    assert any(float(s['exp_avg_sq'].abs().max()) > 0 for s in sa.values())
     assert a['scheduler'] == b['scheduler']
     assert [h['epoch'] for h in b['history']] == [1, 2] and a['history'][0].keys() == b['history'][0].keys()
     for ha, hb in zip(a['history'], b['history']):
@@ -282,6 +327,11 @@ def test_ho3d_submission_is_root_aligned(trained, tmp_path):
         joints, verts = read_submission(trained / 'result' / name)
         assert joints.shape == (3, 21, 3) and verts.shape == (3, 778, 3)
         assert np.abs(joints[:, 0] - expected).max() < 1e-5
+        # the vertices are shifted by the same root and are the same hand: each fingertip joint is
+        # a vertex of its own sample's mesh (to the file's 1 um rounding)
+        tips = joints[:, [JOINT_NAMES.index(f'{f}4') for f in ('thumb', 'index', 'middle', 'ring', 'pinky')]]
+        gap = np.linalg.norm(tips[:, :, None] - verts[:, None], axis=-1).min(-1)       # (3, 5)
+        assert gap.max() < 2e-6, gap
     assert not (trained / 'result' / 'metrics_HO3D_1.json').exists()  # no ground truth there
     sheet = cv2.imread(str(trained / 'vis' / 'test_HO3D_1.png'))    # 3 samples; no ground-truth row
     assert sheet is not None and sheet.shape == (2 * 160, 3 * 160, 3)
@@ -314,9 +364,10 @@ def test_a_new_training_does_not_mix_with_snapshots_already_there(trained, synth
 
 
 def test_torchrun_distributed_training_on_cpu(synth_set, tmp_path):
-    """Two processes with DistributedDataParallel (gloo): one snapshot, written by rank 0."""
-    res = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                          '--master_port', '29631', str(ROOT / 'main' / 'train.py'), '--gpu', 'cpu',
+    """Two processes with DistributedDataParallel (gloo): one snapshot, written by rank 0. (torchrun
+    --standalone picks a free port itself.)"""
+    res = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                          str(ROOT / 'main' / 'train.py'), '--gpu', 'cpu',
                           '--preset', 'cpu', '--trainset', 'SYNTH', '--end_epoch', '1', '--set',
                           f'output_dir={tmp_path}', f'synth_root={synth_set}', 'train_batch_size=8',
                           'num_thread=0'], capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -334,7 +385,7 @@ def test_any_torchrun_launch_is_distributed_even_with_one_process(monkeypatch, t
     from runtime import setup_runtime
     assert not setup_runtime([]).distributed
     for key, value in {'RANK': '0', 'WORLD_SIZE': '1', 'LOCAL_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
-                       'MASTER_PORT': '29637'}.items():
+                       'MASTER_PORT': '0'}.items():     # port 0: the store takes any free port
         monkeypatch.setenv(key, value)
     try:
         rt = setup_runtime([])
