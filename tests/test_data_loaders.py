@@ -20,7 +20,7 @@ from errors import UserError
 from HO3D.HO3D import HO3D
 from registry import DATASET_CLASSES, build_dataset
 from SYNTH.SYNTH import SYNTH
-from utils.preprocessing import SEG_STRIDE, load_img
+from utils.preprocessing import SEG_STRIDE, crop_affine, load_img, sample_aug, warp_image
 from utils.render import MeshRenderer
 
 TO_TENSOR = transforms.ToTensor()
@@ -192,6 +192,54 @@ def test_silhouette_fallback_and_cache(roots, tmp_path, monkeypatch, caplog, cls
     for idx in range(len(again)):
         np.random.seed(idx)
         np.testing.assert_array_equal(again[idx][1]['seg'], first[idx])
+
+
+def test_unwritable_cache_warns_once_and_labels_still_come(roots, tmp_path, caplog):
+    """A cache folder that cannot be made (a file stands where it should be; as root, permissions
+    would not stop the writes): one warning naming the folder, for the whole dataset; every item
+    still gets its rendered hand labels, rendered again on the next pass."""
+    root = tmp_path / 'data'
+    shutil.copytree(roots['plain'], root)
+    (root / 'seg_cache').write_text('not a folder')
+    ds = load(HO3D, 'train', root)
+    with caplog.at_level(logging.WARNING, logger='interacthand'):
+        for _ in range(2):
+            for idx in range(len(ds)):
+                np.random.seed(idx)
+                item = ds[idx]
+                crop = fx.crop_of(item)
+                s = crop.shape[0] // SEG_STRIDE
+                colour = fx.colour_class(crop.reshape(s, SEG_STRIDE, s, SEG_STRIDE, 3).mean(axis=(1, 3)))
+                assert (item[1]['seg'][colour == 1] == 1).mean() > 0.97
+    warned = [r.getMessage() for r in caplog.records if 'cannot cache' in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert str(ds.cache_dir) in warned[0] and 'rendered again every epoch' in warned[0]
+    assert (root / 'seg_cache').is_file()
+
+
+def test_colour_augmentation_scales_each_channel_of_the_crop(roots):
+    """A training item's crop is the geometric crop of the image times the colour factors of its
+    augmentation draw, per RGB channel, clipped at 255 (the fixture's white markers saturate)."""
+    ds = load(HO3D, 'train', roots['ho3d'])
+    factors = []
+    for idx in range(len(ds)):
+        np.random.seed(100 + idx)
+        drawn = sample_aug()                                  # the draw the item will make
+        np.random.seed(100 + idx)
+        inputs, _, meta = ds[idx]
+        image = load_img(ds.entries[idx].img_path)
+        a = crop_affine(ds.entries[idx].bbox, SIZE, drawn)   # the crop of that draw, before colour
+        np.testing.assert_allclose(meta['img2crop'], a[:2], rtol=1e-5, atol=1e-3)
+        plain = warp_image(image, a, SIZE).astype(np.float64)
+        got = inputs['img'].permute(1, 2, 0).numpy().astype(np.float64) * 255
+        expected = np.minimum(plain * drawn.color.astype(np.float64), 255.0)
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+        assert np.abs(got - plain).max() > 5                  # the image did change
+        saturated = plain * drawn.color > 255
+        assert not saturated.any() or np.all(got[saturated] == 255.0)
+        factors.append(drawn.color)
+    factors = np.array(factors)
+    assert np.all((factors >= 0.8) & (factors <= 1.2)) and np.abs(factors - 1).max() > 0.05
 
 
 # ------------------------------------------------------------------------ test splits
