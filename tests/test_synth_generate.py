@@ -1,6 +1,7 @@
 """SYNTH generator: the on-disk schema, determinism, and ground truth that agrees with independent
 computations (MANO layer, pinhole projection, re-rendered depth, point-to-mesh distances)."""
 import json
+import random
 import re
 
 import cv2
@@ -115,6 +116,23 @@ def test_same_seed_gives_the_same_data_whatever_the_workers(synth, tmp_path):
         for img, ann in zip(data['images'], data['annotations']):
             for name in (img['file_name'], ann['seg_file_name']):
                 assert (tmp_path / name).read_bytes() == (synth / name).read_bytes(), name
+
+
+def test_a_fresh_process_made_the_same_frames(synth_set, tmp_path):
+    """conftest's synth_set was written by the generator's command line, in a fresh process, with
+    seed 3; the same seed here, in a process whose global random generators other tests (and
+    this one) have moved, gives the same first frames, byte for byte."""
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    generate(tmp_path, 2, 1, 3, workers=1)
+    for split, count in (('train', 2), ('evaluation', 1)):
+        data, ref = load(tmp_path, split), load(synth_set, split)
+        assert data['info'] == {**ref['info'], 'seed': 3}
+        assert data['annotations'] == ref['annotations'][:count]
+        for img, ann in zip(data['images'], data['annotations']):
+            for name in (img['file_name'], ann['seg_file_name']):
+                assert (tmp_path / name).read_bytes() == (synth_set / name).read_bytes(), name
 
 
 def test_frames_are_made_again_identically(synth, scenes):
@@ -260,10 +278,42 @@ def test_distance_helpers_on_a_cube():
 # ---------------------------------------------------------------------------------------------
 # Picture and command line
 
+def _inside(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Tile pixels whose whole footprint in the frame lies well inside ``mask`` (3 px from its
+    edge, beyond the drawn outline)."""
+    core = cv2.erode(mask.astype(np.uint8), np.ones((7, 7), np.uint8))
+    return cv2.resize(core.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.999
+
+
 def test_grid_picture(synth, tmp_path):
+    """2 x 2 tiles of the first four frames, in order: background as in the frame, the visible
+    hand and the objects tinted (12 %) and outlined with their label colours, and a black box
+    with the occlusion written in white in the corner."""
     png = tmp_path / 'grid.png'
     write_grid(synth, png, count=4)
-    assert cv2.imread(str(png)).shape == (384, 512, 3)        # 2 x 2 tiles of 256 x 192
+    grid = cv2.imread(str(png))[..., ::-1].astype(np.float64)
+    assert grid.shape == (384, 512, 3)                         # 2 x 2 tiles of 256 x 192
+    data = load(synth, 'train')
+    tints = {1: np.array([40, 220, 60]), 2: np.array([230, 60, 220])}   # utils.vis.LABEL_COLOURS
+    for k, (img, ann) in enumerate(zip(data['images'][:4], data['annotations'][:4])):
+        tile = grid[192 * (k // 2):192 * (k // 2 + 1), 256 * (k % 2):256 * (k % 2 + 1)]
+        frame = cv2.imread(str(synth / img['file_name']))[..., ::-1]
+        small = cv2.resize(frame, (256, 192), interpolation=cv2.INTER_AREA).astype(np.float64)
+        seg = cv2.imread(str(synth / ann['seg_file_name']), cv2.IMREAD_UNCHANGED)
+        text = np.zeros((192, 256), bool)
+        text[:19, :125] = True
+        background = _inside(seg == 0, (256, 192)) & ~text
+        assert background.sum() > 1000
+        assert np.abs(tile[background] - small[background]).max() <= 2, k    # this frame, untouched
+        for label, tint in tints.items():
+            inside = _inside(seg == label, (256, 192)) & ~text
+            if inside.sum() < 20:
+                continue
+            np.testing.assert_allclose(tile[inside], 0.88 * small[inside] + 0.12 * tint, atol=2.5)
+            outline = np.all(np.abs(tile - tint) <= 2, axis=-1) & ~text
+            assert outline.sum() > 10, (k, label)
+        box = tile[:18, :124]
+        assert np.median(box) == 0 and (box.min(-1) > 200).sum() > 30    # white text on black
     with pytest.raises(UserError, match='needs 16 train frames'):
         write_grid(synth, png)
 
@@ -295,6 +345,12 @@ def test_closing_one_renderer_keeps_the_others_working():
     K = intrinsics((100, 100), (32, 24))
     first, second = MeshRenderer(64, 48), MeshRenderer(64, 48)
     before = second.depth([tri], K)
+    # the triangle projects to (22, 14), (42, 14), (32, 34): 200 pixels at depth 1 m
+    covered = before > 0
+    assert np.allclose(before[covered], 1.0, atol=1e-4) and 170 < covered.sum() < 230
+    ys, xs = np.nonzero(covered)
+    assert xs.min() >= 21 and xs.max() <= 42 and ys.min() >= 13 and ys.max() <= 34
+    assert covered[24, 32] and not covered[5, 5]
     first.close()
     np.testing.assert_array_equal(second.depth([tri], K), before)
     second.close()
