@@ -12,6 +12,13 @@ from utils.metrics import (PCK_THRESHOLDS, SUMMARY_KEYS, HandMetrics, IoUCounts,
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rng():
+    """Each test draws its data from a fresh generator: the same data whichever tests ran before."""
+    global RNG
+    RNG = np.random.default_rng(7)
+
+
 def hands(n: int, points: int) -> np.ndarray:
     """Random point sets of hand size (a few cm), metres, away from the origin like camera data."""
     return RNG.normal(scale=0.03, size=(n, points, 3)) + np.array([0.02, -0.05, 0.6])

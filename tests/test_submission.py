@@ -17,6 +17,13 @@ HO3D_ORDER = ('wrist', 'index1', 'index2', 'index3', 'middle1', 'middle2', 'midd
 RNG = np.random.default_rng(3)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rng():
+    """Each test draws its data from a fresh generator: the same data whichever tests ran before."""
+    global RNG
+    RNG = np.random.default_rng(3)
+
+
 def sample(n: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Joints and vertices in the code's convention: in front of the camera (z > 0), metres."""
     joints = RNG.normal(scale=0.03, size=(n, 21, 3)) + np.array([0.0, 0.0, 0.5])
