@@ -89,9 +89,10 @@ class Model(nn.Module):
             raise ValueError('this network has no hand localiser (localiser_size=0)')
         return self.localiser(frame)
 
-    def features(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """img (B, 3, S, S) -> fused, refined feature (B, C, S/8, S/8) and segmentation logits
-        (B, 3, S/4, S/4) (None without segmentation)."""
+    def views(self, img: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """img (B, 3, S, S) -> the feature maps along the pipeline, each (B, C, S/8, S/8): ``full``
+        (F_o), ``hand`` (F_h; F_o without segmentation), ``iic`` (after IET and CGBlock) and
+        ``refined`` (after LET), and ``seg``, the segmentation logits (B, 3, S/4, S/4) or None."""
         full, p2 = self.backbone(img)
         seg = None
         hand = full
@@ -104,7 +105,13 @@ class Model(nn.Module):
         x = self.iet(hand, full) if self.iet is not None else hand
         if self.cgblock is not None:
             x = self.cgblock(x, hand)
-        return self.refiner(x), seg
+        return {'full': full, 'hand': hand, 'iic': x, 'refined': self.refiner(x), 'seg': seg}
+
+    def features(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """img (B, 3, S, S) -> fused, refined feature (B, C, S/8, S/8) and segmentation logits
+        (B, 3, S/4, S/4) (None without segmentation)."""
+        v = self.views(img)
+        return v['refined'], v['seg']
 
     def forward(self, inputs: dict, targets: dict | None = None, meta_info: dict | None = None,
                 mode: str = 'test') -> dict[str, torch.Tensor]:

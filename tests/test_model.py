@@ -153,7 +153,12 @@ def test_every_parameter_gets_a_gradient(configure, branch):
     conf = configure(hand_branch=branch)
     model = get_model(conf, 'train')
     inputs, targets = _train_batch(conf.input_img_shape[0], n=3)
-    sum(model(inputs, targets, {}, 'train').values()).backward()
+    g = torch.Generator().manual_seed(4)    # whole frames and hand boxes for the hand localiser
+    inputs['frame'] = torch.rand(3, 3, conf.localiser_size, conf.localiser_size, generator=g)
+    targets['frame_box'] = torch.tensor([[0.1, 0.2, 0.3, 0.25], [0.5, 0.5, 0.2, 0.3], [0.3, 0.1, 0.4, 0.4]])
+    losses = model(inputs, targets, {}, 'train')
+    assert 'loc' in losses
+    sum(losses.values()).backward()
     missing = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert missing == []

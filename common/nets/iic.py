@@ -45,17 +45,28 @@ class IETLayer(nn.Module):
         b, n, c = x.shape
         return x.view(b, n, self.heads, c // self.heads).transpose(1, 2)
 
-    def forward(self, hand: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-        """hand (B, N, C) queries, full (B, N, C) keys/values -> (B, N, C)."""
-        b, n, c = hand.shape
+    def _queries(self, hand: torch.Tensor, full: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per head (B, heads, N, d): q, k, v, and the gate (B, heads, N, 1)."""
         hq, fk = self.norm_q(hand), self.norm_kv(full)
         q, q_gate = self.to_q(self.pos_q(hq)).chunk(2, dim=-1)
         k, k_gate = self.to_k(self.pos_k(fk)).chunk(2, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(self.to_v(fk))
-        attn = F.scaled_dot_product_attention(q, k, v)                               # (B, h, N, d)
         k_mean = self._split(k_gate).mean(dim=2, keepdim=True)                        # (B, h, 1, d)
         gate = torch.sigmoid((self._split(q_gate) * k_mean).sum(-1, keepdim=True)
                              * q.shape[-1] ** -0.5)                                   # (B, h, N, 1)
+        return q, k, v, gate
+
+    def attention(self, hand: torch.Tensor, full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the layer looks at: hand (B, N, C), full (B, N, C) -> the softmax attention of
+        each hand position over the full view's (B, heads, N, N) and the gate (B, heads, N)."""
+        q, k, _, gate = self._queries(hand, full)
+        return (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1), gate[..., 0]
+
+    def forward(self, hand: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """hand (B, N, C) queries, full (B, N, C) keys/values -> (B, N, C)."""
+        b, n, c = hand.shape
+        q, k, v, gate = self._queries(hand, full)
+        attn = F.scaled_dot_product_attention(q, k, v)                               # (B, h, N, d)
         out = (attn * gate).transpose(1, 2).reshape(b, n, c)
         x = hand + self.proj(out)
         return x + self.mlp(self.norm_mlp(x))
