@@ -21,7 +21,7 @@ from utils.preprocessing import IGNORE_LABEL
 
 # all different, none 1, so that each term is tied to its own weight
 WEIGHTS = dict(lambda_mano_verts=2.0, lambda_mano_joints=3.0, lambda_mano_pose=5.0,
-               lambda_mano_shape=7.0, lambda_joints_img=11.0, lambda_seg=13.0)
+               lambda_mano_shape=7.0, lambda_joints_img=11.0, lambda_seg=13.0, lambda_loc=17.0)
 
 
 def mse(a, b) -> float:
@@ -30,10 +30,38 @@ def mse(a, b) -> float:
     return float((d * d).sum() / d.size)
 
 
+def reference_localiser_loss(out, boxes) -> float:
+    """The hand localiser's loss as nets/loss.py defines it, cell by cell in float64: on the
+    Gaussian around the box centre (sigma 0.15 of the box's mean side, at least half a cell),
+    CenterNet's penalty-reduced focal loss (alpha 2, beta 4; the peak cell is the positive)
+    summed over cells and averaged over frames, plus the mean L1 error of log(w, h) read at the
+    cell holding the true centre. out (B, 3, n, n) logits, boxes (B, 4) x, y, w, h in 0..1."""
+    out, boxes = np.asarray(out, dtype=np.float64), np.asarray(boxes, dtype=np.float64)
+    b, _, n, _ = out.shape
+    focal, l1 = 0.0, []
+    for k in range(b):
+        x, y, w, h = boxes[k]
+        cx, cy = x + w / 2, y + h / 2
+        sigma = max(0.15 * (w + h) / 2, 0.5 / n)
+        target = np.array([[math.exp(-((j + 0.5) / n - cx) ** 2 / (2 * sigma ** 2))
+                            * math.exp(-((i + 0.5) / n - cy) ** 2 / (2 * sigma ** 2))
+                            for j in range(n)] for i in range(n)])
+        for i in range(n):
+            for j in range(n):
+                p = min(max(1 / (1 + math.exp(-out[k, 0, i, j])), 1e-4), 1 - 1e-4)
+                if target[i, j] >= target.max() - 1e-6:
+                    focal -= (1 - p) ** 2 * math.log(p)
+                else:
+                    focal -= (1 - target[i, j]) ** 4 * p ** 2 * math.log(1 - p)
+        i, j = min(int(cy * n), n - 1), min(int(cx * n), n - 1)
+        l1 += [abs(out[k, 1, i, j] - math.log(w)), abs(out[k, 2, i, j] - math.log(h))]
+    return focal / b + float(np.mean(l1))
+
+
 def test_loss_weights_come_from_the_matching_config_fields():
     conf = Config(**WEIGHTS)
     assert loss_weights(conf) == {'mano_verts': 2.0, 'mano_joints': 3.0, 'mano_pose': 5.0,
-                                  'mano_shape': 7.0, 'joints_img': 11.0, 'seg': 13.0}
+                                  'mano_shape': 7.0, 'joints_img': 11.0, 'seg': 13.0, 'loc': 17.0}
     assert set(LOSS_KEYS) == set(loss_weights(conf))
 
 
@@ -46,10 +74,11 @@ def test_each_term_is_its_weight_times_its_definition():
 
     pred = {'verts': rand(b, 778, 3) * 0.05, 'joints': rand(b, 21, 3) * 0.05, 'rotmat': rand(b, 16, 3, 3),
             'shape': rand(b, 10), 'joints_img': torch.rand(b, 21, 2, generator=g),
-            'seg': torch.zeros(b, 3, 2, 2)}
+            'seg': torch.zeros(b, 3, 2, 2), 'frame_heat': rand(b, 3, 8, 8)}
     gt = {'verts': rand(b, 778, 3) * 0.05, 'joints': rand(b, 21, 3) * 0.05, 'rotmat': rand(b, 16, 3, 3),
           'shape': rand(b, 10), 'joints_img': torch.rand(b, 21, 2, generator=g),
-          'seg': torch.tensor([[[1, 1], [1, 1]], [[IGNORE_LABEL] * 2] * 2])}
+          'seg': torch.tensor([[[1, 1], [1, 1]], [[IGNORE_LABEL] * 2] * 2]),
+          'frame_box': torch.tensor([[0.2, 0.3, 0.25, 0.4], [0.55, 0.1, 0.3, 0.2]])}
     weights = loss_weights(Config(**WEIGHTS))
     losses = compute_losses(pred, gt, weights)
     assert set(losses) == set(LOSS_KEYS)
@@ -61,24 +90,27 @@ def test_each_term_is_its_weight_times_its_definition():
     # cross-entropy ln 3; Dice 1 - (2 * 4/3 + 1) / (4/3 + 4 + 1) = 8/19. Sample 1 is unlabelled
     # and adds nothing.
     assert losses['seg'].item() == pytest.approx(13.0 * (math.log(3) + 8 / 19), rel=1e-6)
-    # without a segmentation prediction there is no segmentation term
-    no_seg = compute_losses({k: v for k, v in pred.items() if k != 'seg'}, gt, weights)
-    assert set(no_seg) == set(LOSS_KEYS) - {'seg'}
+    assert losses['loc'].item() == pytest.approx(17.0 * reference_localiser_loss(pred['frame_heat'], gt['frame_box']),
+                                                 rel=1e-5)
+    # without a segmentation or a localiser prediction there is no such term
+    fewer = compute_losses({k: v for k, v in pred.items() if k not in ('seg', 'frame_heat')}, gt, weights)
+    assert set(fewer) == set(LOSS_KEYS) - {'seg', 'loc'}
 
 
 def _captured_forward(model, inputs, targets) -> tuple[dict, dict, torch.Tensor]:
-    """Losses of one 'train' pass, with the regressor's predictions and the segmentation logits
-    of that same pass (batch norm in training mode moves between passes)."""
+    """Losses of one 'train' pass, with the regressor's predictions, the segmentation logits and
+    the localiser's output of that same pass (batch norm in training mode moves between passes)."""
     seen = {}
     hooks = [model.regressor.register_forward_hook(lambda m, a, out: seen.__setitem__('pred', out)),
-             model.seg_head.register_forward_hook(lambda m, a, out: seen.__setitem__('seg', out))]
+             model.seg_head.register_forward_hook(lambda m, a, out: seen.__setitem__('seg', out)),
+             model.localiser.register_forward_hook(lambda m, a, out: seen.__setitem__('loc', out))]
     try:
         with torch.no_grad():
             losses = model(inputs, targets, {}, 'train')
     finally:
         for h in hooks:
             h.remove()
-    return losses, seen['pred'], seen['seg']
+    return losses, seen['pred'], seen['seg'], seen['loc']
 
 
 def _rotations(pose: np.ndarray, hands_mean: np.ndarray) -> np.ndarray:
@@ -92,14 +124,18 @@ def test_model_losses_use_the_right_targets_and_weights(gt_root):
     """Model.forward('train'): each loss against the prediction of that pass and the target it
     must be compared with: vertices with the MANO mesh of the target pose and shape, joints with
     joints_coord_cam, rotations with those of the target pose, shape with the target shape, 2D
-    joints with joints_img, segmentation with the labels. With mesh_loss_gt_root the predicted
+    joints with joints_img, segmentation with the labels, the localiser's heatmap with the frame's
+    hand box. With mesh_loss_gt_root the predicted
     mesh is posed with the target's global rotation and the predicted fingers and shape."""
     torch.manual_seed(0)
     # SYNTH: the set whose joints use the default fingertip vertices, as the layers here do
     conf = Config().update(preset='cpu', trainset='SYNTH', mesh_loss_gt_root=gt_root, **WEIGHTS)
     model = get_model(conf, 'train')
     inputs, targets = consistent_samples(ManoLayer(), 3, SIZE, seed=5)
-    losses, pred, seg_logits = _captured_forward(model, inputs, targets)
+    g = torch.Generator().manual_seed(6)
+    inputs['frame'] = torch.rand(3, 3, conf.localiser_size, conf.localiser_size, generator=g)
+    targets['frame_box'] = torch.tensor([[0.1, 0.2, 0.3, 0.3], [0.4, 0.4, 0.5, 0.45], [0.6, 0.05, 0.2, 0.3]])
+    losses, pred, seg_logits, loc_out = _captured_forward(model, inputs, targets)
     assert set(losses) == set(LOSS_KEYS)
 
     layer = ManoLayer(dtype=torch.float64)
@@ -128,6 +164,7 @@ def test_model_losses_use_the_right_targets_and_weights(gt_root):
         'mano_shape': WEIGHTS['lambda_mano_shape'] * mse(pred['shape'], targets['mano_shape']),
         'joints_img': WEIGHTS['lambda_joints_img'] * mse(pred['joints_img'], targets['joints_img']),
         'seg': WEIGHTS['lambda_seg'] * float(_reference_seg_loss(seg_logits.double(), targets['seg'])),
+        'loc': WEIGHTS['lambda_loc'] * reference_localiser_loss(loc_out, targets['frame_box']),
     }
     for key, value in expected.items():
         assert losses[key].item() == pytest.approx(value, rel=1e-4), key
