@@ -2,9 +2,9 @@
 
     python bench/run_all.py [--quick]
 
-Runs speed.py (cpu and paper presets), mano_speed.py, data_speed.py and a timed SYNTH generation,
-each writing JSON under output/bench/, and prints the summary (also written to
-output/bench/summary.md). The accuracy benchmark (synth_accuracy.py, about an hour) is run on its
+Runs speed.py (cpu and paper presets), train_speed.py, mano_speed.py, data_speed.py, a timed
+SYNTH generation and, when `make quickstart` has left a snapshot, hand_finding.py, each writing
+JSON under output/bench/, and prints the summary (also written to output/bench/summary.md). The accuracy benchmark (synth_accuracy.py, about an hour) is run on its
 own. ``--quick`` uses fewer repeats.
 """
 import sys
@@ -22,7 +22,8 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from config import ROOT  # noqa: E402
+from checkpoints import list_snapshots  # noqa: E402
+from config import QUICKSTART_DIR, ROOT  # noqa: E402
 from errors import UserError, run_cli  # noqa: E402
 
 OUT = ROOT / 'output' / 'bench'
@@ -94,6 +95,17 @@ def summary(results: dict) -> str:
     g = results['synth_generation']
     lines.append(f'SYNTH generation: {g["frames"]} frames at {g["fps_with_startup"]:.1f} frames/s including '
                  'process start-up (target 15)')
+    t = results['train_speed']
+    lines.append(f'train_speed.py (cpu preset, batch {t["batch"]}, median step; load average {t["load_average"]:.1f}):')
+    for name, r in t['variants'].items():
+        lines.append(f'  {name:<32} {r["median_ms"]:7.1f} ms  {r["samples_per_s"]:6.1f} samples/s  x{r["speed_up"]:.2f}')
+    h = results.get('hand_finding')
+    if h is None:
+        lines.append('hand_finding.py: skipped (no quickstart snapshot; run make quickstart first)')
+    else:
+        lines.append(f'hand_finding.py ({h["method"]}, {h["frames"]} SYNTH frames): mean IoU {h["mean_iou"]:.3f} '
+                     f'(target 0.6), 2D error of its crops {h["err2d_ratio"]:.2f}x that of the annotated box '
+                     f'(target 1.3x)')
     return '\n'.join(lines)
 
 
@@ -109,7 +121,10 @@ def main() -> None:
         'mano_speed': run('mano_speed.py', *repeats),
         'data_speed': run('data_speed.py'),
         'synth_generation': synth_generation(),
+        'train_speed': run('train_speed.py', '--gpu', 'cpu', '--repeats', '5' if args.quick else '15'),
     }
+    if list_snapshots(QUICKSTART_DIR / 'model_dump'):
+        results['hand_finding'] = run('hand_finding.py', '--frames', '50' if args.quick else '200')
     text = summary(results)
     (OUT / 'summary.md').write_text(text + '\n')
     (OUT / 'all.json').write_text(json.dumps(results, indent=1))

@@ -5,6 +5,7 @@ and compares every configuration with the baseline frame by frame.
     python bench/synth_accuracy.py --budget medium --seed 1 --only InteractHand baseline \\
         --json docs/results/synth_medium_seed1.json
     python bench/synth_accuracy.py --budget medium --seed 1 --continue ...   # after an interruption
+    python bench/synth_accuracy.py --report docs/results/synth_medium_seed*.json   # the table over seeds
 
 Budgets (every configuration: the ``cpu`` preset, the same data, epochs and seed):
   short   2000 training frames, 500 evaluation frames, 12 epochs (lr x0.3 at 8 and 11)
@@ -225,6 +226,74 @@ def bar_chart(configs: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def fmt_ci(cmp: dict) -> str:
+    """'-0.12 [-0.20, -0.04]' from a paired comparison entry."""
+    low, high = cmp['ci95_mm']
+    return f'{cmp["mean_diff_mm"]:+.2f} [{low:+.2f}, {high:+.2f}]'
+
+
+def pooled_comparison(runs: list[dict], name: str) -> dict | None:
+    """The paired comparison of ``name`` with the baseline over the frames of all runs (seeds)
+    together: per-frame differences within each run, pooled; None when a run lacks them."""
+    a, b, occ = [], [], []
+    for r in runs:
+        c, base = r['configs'].get(name), r['configs'].get('baseline')
+        if c is None or base is None or 'per_frame_pa_mpjpe' not in c or 'eval_occlusion' not in r:
+            return None
+        a += c['per_frame_pa_mpjpe']
+        b += base['per_frame_pa_mpjpe']
+        occ += r['eval_occlusion']
+    return paired_comparison({'per_frame_pa_mpjpe': a, 'occlusion': occ}, {'per_frame_pa_mpjpe': b, 'occlusion': occ})
+
+
+def report(paths: list[Path]) -> str:
+    """A Markdown table of results files (one per seed): per configuration and seed, PA-MPJPE
+    overall and per occlusion bucket, with the paired difference from the baseline and its
+    interval; the mean over seeds and the spread (max - min) between them; and the paired
+    comparison with every seed's frames pooled."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f'cannot read results file {path} ({err}); pass files written by --json') from None
+    groups = ['overall', *BUCKET_KEYS.values()]
+    head = ('| configuration | seed | ' + ' | '.join(f'PA-MPJPE {g}' for g in groups)
+            + ' | vs baseline, all | vs baseline, >40 % | F@5 | seg IoU | training |')
+    lines = [head, '|' + ' --- |' * (head.count('|') - 1)]
+    names = list(dict.fromkeys(n for r in runs for n in r['configs']))
+    for name in names:
+        values = []
+        for r in runs:
+            c = r['configs'].get(name)
+            if c is None:
+                continue
+            row = [c['pa_mpjpe'], *(c['buckets'][b]['pa_mpjpe'] for b in BUCKET_KEYS.values())]
+            values.append(row)
+            vs = c.get('vs_baseline')
+            iou = f'{c["seg_iou"]:.3f}' if c.get('seg_iou') is not None else '-'
+            lines.append(f'| {name} | {r["seed"]} | ' + ' | '.join(f'{v:.2f}' for v in row)
+                         + f' | {fmt_ci(vs["overall"]) if vs else "-"} | {fmt_ci(vs[">40"]) if vs else "-"}'
+                         + f' | {c["f5"]:.3f} | {iou} | {c["train_minutes"]:.0f} min |')
+        if len(values) > 1:
+            v = np.array(values)
+            cells = ' | '.join(f'{m:.2f} ± {(hi - lo) / 2:.2f}' for m, lo, hi in zip(v.mean(0), v.min(0), v.max(0)))
+            lines.append(f'| **{name}** | mean ± half spread | {cells} | | | | | |')
+    if len(runs) > 1:
+        lines += ['', '| configuration vs baseline, all seeds pooled | ' + ' | '.join(groups) + ' |',
+                  '| --- |' + ' --- |' * len(groups)]
+        for name in names[1:] if names[0] == 'baseline' else names:
+            pooled = pooled_comparison(runs, name)
+            if pooled:
+                lines.append(f'| {name} ({pooled["overall"]["n"]} frames) | '
+                             + ' | '.join(fmt_ci(pooled[g]) for g in groups) + ' |')
+    pose = ', '.join(f'seed {r["seed"]}: {r["mean_pose_pa_mpjpe"]:.2f}' for r in runs)
+    lines.append('')
+    lines.append(f'PA-MPJPE in mm; predicting the training mean pose: {pose} mm. "vs baseline": the mean '
+                 'per-frame difference from the baseline on the same frames, with its bootstrap 95 % interval.')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--budget', choices=sorted(BUDGETS), default='medium')
@@ -236,7 +305,12 @@ def main() -> None:
     parser.add_argument('--continue', dest='resume', action='store_true',
                         help='go on with an interrupted run: reuse finished configurations, continue '
                         'the unfinished one from its newest snapshot')
+    parser.add_argument('--report', nargs='+', type=Path, metavar='JSON',
+                        help='only print a Markdown table of these results files (one per seed)')
     args = parser.parse_args()
+    if args.report:
+        print(report(args.report))
+        return
     if args.json:
         output_file(args.json, '--json')
     if args.seed < 0:
@@ -266,7 +340,9 @@ def main() -> None:
         'end_epoch': budget['end_epoch'], 'lr_dec_epoch': budget['lr_dec_epoch'],
         'mean_pose_pa_mpjpe': mean_pose, 'machine': machine(),
         'date': time.strftime('%Y-%m-%d'), 'wall_seconds_this_sitting': time.time() - t0,
-        'configs': {n: {k: v for k, v in r.items() if k not in ('per_frame_pa_mpjpe', 'occlusion')}
+        'eval_occlusion': [round(v, 4) for v in configs['baseline']['occlusion']],
+        'configs': {n: {**{k: v for k, v in r.items() if k not in ('per_frame_pa_mpjpe', 'occlusion')},
+                        'per_frame_pa_mpjpe': [round(v, 4) for v in r['per_frame_pa_mpjpe']]}
                     for n, r in configs.items()},
     }
     text_json = json.dumps(summary, indent=1)
