@@ -13,7 +13,8 @@ TOOLS = ['main/train.py', 'main/test.py', 'main/evaluate.py', 'main/quickstart.p
          'demo/hand_model.py', 'data/SYNTH/generate.py', 'bench/speed.py', 'bench/mano_speed.py',
          'bench/data_speed.py', 'bench/run_all.py', 'bench/synth_accuracy.py', 'bench/train_speed.py',
          'common/builtin_hand/build.py', 'bench/throughput.py', 'data/HO3D/build_annotations.py',
-         'data/DEX_YCB/build_annotations.py', 'data/HO3D/fingertips.py', 'docs/architecture.py']
+         'data/DEX_YCB/build_annotations.py', 'data/HO3D/fingertips.py', 'docs/architecture.py',
+         'bench/hand_finding.py', 'bench/interaction_probe.py', 'bench/localiser_fit.py']
 
 
 def test_every_tool_is_listed():

@@ -26,12 +26,14 @@ L = 128
 
 
 def _logits_for(box: np.ndarray, size: int = L // STRIDE, peak: float = 8.0) -> torch.Tensor:
-    """A localiser output (1, 3, s, s) whose heatmap peaks at the centre of ``box`` (0..1) and whose
-    size channels hold log(w, h) everywhere."""
+    """A localiser output (1, 5, s, s) whose heatmap peaks at the centre of ``box`` (0..1), whose
+    size channels hold log(w, h) and offset channels the centre's place in its cell, everywhere."""
     heat = centre_heatmap(torch.as_tensor(np.asarray(box, np.float32)[None]), size)[0]
-    out = torch.zeros(1, 3, size, size)
+    out = torch.zeros(1, 5, size, size)
     out[0, 0] = peak * heat - 6.0                      # logits: about -6 far away, +2 at the peak
-    out[0, 1:] = torch.tensor(np.log(box[2:]), dtype=torch.float32)[:, None, None]
+    out[0, 1:3] = torch.tensor(np.log(box[2:]), dtype=torch.float32)[:, None, None]
+    centre = (np.asarray(box[:2]) + np.asarray(box[2:]) / 2) * size          # in cells
+    out[0, 3:5] = torch.tensor(centre - np.floor(centre), dtype=torch.float32)[:, None, None]
     return out
 
 

@@ -2,7 +2,7 @@
 
 A light CNN of its own (not the backbone: that one learns from hand crops only) on the whole frame,
 letterboxed to a small square (L x L), predicts at 1/4 resolution a hand-centre heatmap and, at
-each cell, the hand box's size (CenterNet-style). Trained in the same run as the network, on the
+each cell, the hand box's size and the centre's offset within the cell (CenterNet-style). Trained in the same run as the network, on the
 same images, from the box of the projected ground-truth joints (``data/dataset.py``).
 
 Boxes here are x, y, w, h in 0..1 of the L x L frame. The loss is ``nets.loss.localiser_loss``.
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 STRIDE = 4
+CHANNELS = 5                         # centre logit, log w, log h, x and y offset in the cell
 WIDTHS = (16, 24, 32, 64)            # channels at strides 2, 4, 8, 16
 
 
@@ -22,8 +23,9 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class HandLocaliser(nn.Module):
-    """frame (B, 3, L, L) RGB in 0..1 -> (B, 3, L/4, L/4): channel 0 the hand-centre logit,
-    channels 1-2 log(w, h) of the hand box in units of the frame side, at every cell."""
+    """frame (B, 3, L, L) RGB in 0..1 -> (B, 5, L/4, L/4): channel 0 the hand-centre logit,
+    channels 1-2 log(w, h) of the hand box in units of the frame side, channels 3-4 the centre's
+    x, y offset from the cell's corner in cells (0..1), at every cell."""
 
     def __init__(self):
         super().__init__()
@@ -33,7 +35,7 @@ class HandLocaliser(nn.Module):
                                    nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3)),
                                    nn.Sequential(_conv(w3, w4, 2), _conv(w4, w4))])
         self.lateral = nn.ModuleList([nn.Conv2d(w, w2, 1) for w in (w2, w3, w4)])
-        self.head = nn.Sequential(nn.Conv2d(w2, w2, 1), nn.ReLU(inplace=True), nn.Conv2d(w2, 3, 1))
+        self.head = nn.Sequential(nn.Conv2d(w2, w2, 1), nn.ReLU(inplace=True), nn.Conv2d(w2, CHANNELS, 1))
         nn.init.constant_(self.head[-1].bias, 0.0)
         with torch.no_grad():
             self.head[-1].bias[0] = -4.0   # start with "no hand anywhere": a stable focal loss
@@ -51,20 +53,12 @@ class HandLocaliser(nn.Module):
 
 
 def decode(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """out (B, 3, h, w) -> the most likely hand box per frame (B, 4) x, y, w, h in 0..1 and its
-    score (B,) in 0..1. The centre is refined to sub-cell precision by the heatmap's weighted mean
-    over the 3 x 3 cells around the peak."""
+    """out (B, 5, h, w) -> the most likely hand box per frame (B, 4) x, y, w, h in 0..1 and its
+    score (B,) in 0..1: the peak cell, its predicted offset and size."""
     b, _, h, w = out.shape
-    heat = out[:, 0].float().sigmoid()
-    score, idx = heat.flatten(1).max(1)
+    score, idx = out[:, 0].float().sigmoid().flatten(1).max(1)
     cy, cx = idx // w, idx % w
-    pad = F.pad(heat, (1, 1, 1, 1))
-    offsets = torch.tensor([-1.0, 0.0, 1.0], device=out.device)
-    ar = torch.arange(b, device=out.device)
-    window = torch.stack([torch.stack([pad[ar, cy + dy, cx + dx] for dx in range(3)], 1) for dy in range(3)], 1)
-    weights = window / window.sum((1, 2), keepdim=True).clamp_min(1e-9)                # (B, 3, 3)
-    fx = cx.float() + (weights.sum(1) * offsets).sum(1) + 0.5
-    fy = cy.float() + (weights.sum(2) * offsets).sum(1) + 0.5
-    size = out[ar, 1:3, cy, cx].float().exp()                                         # (B, 2)
-    centre = torch.stack([fx / w, fy / h], 1)
+    at = out[torch.arange(b, device=out.device), :, cy, cx].float()                   # (B, 5)
+    centre = torch.stack([(cx + at[:, 3]) / w, (cy + at[:, 4]) / h], 1)
+    size = at[:, 1:3].exp()
     return torch.cat([centre - size / 2, size], 1), score

@@ -67,8 +67,9 @@ def centre_heatmap(boxes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def localiser_loss(out: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Penalty-reduced focal loss on the centre heatmap (CenterNet's, alpha 2, beta 4) plus L1 on
-    log(w, h) at the true centre's cell: out (B, 3, h, w), boxes (B, 4) in 0..1 -> scalar."""
+    """Penalty-reduced focal loss on the centre heatmap (CenterNet's, alpha 2, beta 4), plus L1 on
+    log(w, h) and on the centre's offset within its cell, both at the true centre's cell:
+    out (B, 5, h, w) (nets.localiser.HandLocaliser), boxes (B, 4) in 0..1 -> scalar."""
     b, _, h, w = out.shape
     target = centre_heatmap(boxes.float(), h)
     prob = out[:, 0].float().sigmoid().clamp(1e-4, 1 - 1e-4)
@@ -76,11 +77,13 @@ def localiser_loss(out: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     pos = -((1 - prob) ** 2 * prob.log())[peak].sum()
     neg = -((1 - target) ** 4 * prob ** 2 * (1 - prob).log())[~peak].sum()
     focal = (pos + neg) / b
-    cx = ((boxes[:, 0] + boxes[:, 2] / 2) * w).long().clamp(0, w - 1)
-    cy = ((boxes[:, 1] + boxes[:, 3] / 2) * h).long().clamp(0, h - 1)
-    log_size = out[torch.arange(b, device=out.device), 1:3, cy, cx].float()
-    size = F.l1_loss(log_size, boxes[:, 2:].clamp_min(1e-3).log())
-    return focal + size
+    centre = torch.stack([(boxes[:, 0] + boxes[:, 2] / 2) * w, (boxes[:, 1] + boxes[:, 3] / 2) * h], 1)
+    cell = centre.floor().clamp(min=torch.zeros(2, device=out.device),
+                                max=torch.tensor([w - 1.0, h - 1.0], device=out.device))
+    at = out[torch.arange(b, device=out.device), :, cell[:, 1].long(), cell[:, 0].long()].float()   # (B, 5)
+    size = F.l1_loss(at[:, 1:3], boxes[:, 2:].float().clamp_min(1e-3).log())
+    offset = F.l1_loss(at[:, 3:5], centre - cell)
+    return focal + size + offset
 
 
 def compute_losses(pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor],

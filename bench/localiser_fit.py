@@ -1,0 +1,108 @@
+"""How well the hand localiser alone learns to find hands at a given budget, and what it costs:
+trains only the localiser (nets/localiser.py) on a SYNTH set's training frames, with the
+quickstart's schedule by default, and scores the boxes it finds on the evaluation frames.
+
+    python bench/localiser_fit.py --synth DIR [--epochs 8] [--lr-drops 5,7] [--frames 200]
+                                  [--set localiser_size=160 ...] [--json PATH]
+
+The training items, loss, optimizer (Adam, the cpu preset's learning rate, x0.3 at each drop) and
+the box search (HandReconstructor.find_box) are those of a real training and of the demo; only
+the rest of the network is left out. Scores: mean IoU with the box of the true 2D joints (a frame
+without a found hand counts 0), the share of frames over IoU 0.5, and seconds per epoch.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'main'))
+import bootstrap  # noqa: E402,F401  (puts common/, main/, data/ on the path)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from config import Config, args_overrides, parse_set  # noqa: E402
+from errors import UserError, run_cli  # noqa: E402
+from hand_finding import iou  # noqa: E402
+from inference import HandReconstructor  # noqa: E402
+from loaders import TrainingSampler, build_split  # noqa: E402
+from model import Model  # noqa: E402
+from nets.loss import localiser_loss  # noqa: E402
+from runtime import Runtime  # noqa: E402
+from utils.files import output_file  # noqa: E402
+from utils.preprocessing import bbox_from_joints, load_img  # noqa: E402
+
+
+def train(model: Model, conf: Config, epochs: int, drops: list[int]) -> float:
+    """Train the localiser alone; returns the mean seconds per epoch."""
+    dataset = build_split(conf, 'train')
+    sampler = TrainingSampler(dataset, Runtime(torch.device('cpu'), []), conf.seed)
+    loader = DataLoader(dataset, batch_size=conf.train_batch_size, sampler=sampler, drop_last=True,
+                        num_workers=conf.num_thread, persistent_workers=conf.num_thread > 0)
+    opt = torch.optim.Adam(model.localiser.parameters(), lr=conf.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, drops, conf.lr_dec_factor)
+    model.localiser.train()
+    t0 = time.time()
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for inputs, targets, _ in tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}', leave=False):
+            loss = localiser_loss(model.locate(inputs['frame']), targets['frame_box'])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.localiser.eval()
+    return (time.time() - t0) / epochs
+
+
+def score(rec: HandReconstructor, root: Path, frames: int) -> list[float]:
+    """IoU of the found box with the true joints' box on the first evaluation frames (0: none found)."""
+    data = json.loads((root / 'annotations' / 'SYNTH_evaluation_data.json').read_text())
+    anns = {a['image_id']: a for a in data['annotations']}
+    out = []
+    for img_info in tqdm(data['images'][:frames], desc='scoring', leave=False):
+        truth = bbox_from_joints(np.array(anns[img_info['id']]['joints_img']), expansion=1.0)
+        try:
+            out.append(iou(rec.find_box(load_img(root / img_info['file_name']))[0], truth))
+        except UserError:
+            out.append(0.0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--synth', type=Path, required=True, help='a SYNTH folder (data/SYNTH/generate.py)')
+    parser.add_argument('--epochs', type=int, default=8, help='epochs (default 8, as the quickstart)')
+    parser.add_argument('--lr-drops', default='5,7', help='epochs after which lr drops x0.3 (default 5,7)')
+    parser.add_argument('--frames', type=int, default=200, help='evaluation frames scored (default 200)')
+    parser.add_argument('--set', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
+                        help='config fields over the cpu preset, e.g. localiser_size=160')
+    parser.add_argument('--json', type=Path, metavar='PATH', help='also write the figures to this JSON file')
+    args = parser.parse_args()
+    if args.json:
+        output_file(args.json, '--json')
+    parse_set(args.set)
+    args.preset, args.trainset = 'cpu', 'SYNTH'
+    conf = Config().update(preset='cpu', **{**args_overrides(args), 'synth_root': str(args.synth), 'pretrained': False})
+    if not conf.localiser_size:
+        raise UserError('localiser_size is 0: there is no hand localiser to train')
+    drops = [int(v) for v in args.lr_drops.split(',') if v]
+    torch.manual_seed(conf.seed)
+    model = Model(conf).eval()
+    seconds = train(model, conf, args.epochs, drops)
+    ious = np.array(score(HandReconstructor(model, conf), args.synth, args.frames))
+    result = {'localiser_size': conf.localiser_size, 'epochs': args.epochs, 'seconds_per_epoch': seconds,
+              'frames': len(ious), 'mean_iou': float(ious.mean()), 'iou_over_0.5': float((ious > 0.5).mean()),
+              'found_rate': float((ious > 0).mean())}
+    print(f"localiser_size {conf.localiser_size}, {args.epochs} epochs ({seconds:.0f} s each): mean IoU "
+          f"{result['mean_iou']:.3f}, IoU > 0.5 on {100 * result['iou_over_0.5']:.0f} % of {len(ious)} frames")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + '\n')
+
+
+if __name__ == '__main__':
+    run_cli(main)
