@@ -34,11 +34,12 @@ def reference_localiser_loss(out, boxes) -> float:
     """The hand localiser's loss as nets/loss.py defines it, cell by cell in float64: on the
     Gaussian around the box centre (sigma 0.15 of the box's mean side, at least half a cell),
     CenterNet's penalty-reduced focal loss (alpha 2, beta 4; the peak cell is the positive)
-    summed over cells and averaged over frames, plus the mean L1 error of log(w, h) read at the
-    cell holding the true centre. out (B, 3, n, n) logits, boxes (B, 4) x, y, w, h in 0..1."""
+    summed over cells and averaged over frames, plus the mean L1 errors of log(w, h) and of the
+    centre's offset within its cell, read at the cell holding the true centre. out (B, 5, n, n),
+    boxes (B, 4) x, y, w, h in 0..1."""
     out, boxes = np.asarray(out, dtype=np.float64), np.asarray(boxes, dtype=np.float64)
     b, _, n, _ = out.shape
-    focal, l1 = 0.0, []
+    focal, l1, offset = 0.0, [], []
     for k in range(b):
         x, y, w, h = boxes[k]
         cx, cy = x + w / 2, y + h / 2
@@ -55,7 +56,8 @@ def reference_localiser_loss(out, boxes) -> float:
                     focal -= (1 - target[i, j]) ** 4 * p ** 2 * math.log(1 - p)
         i, j = min(int(cy * n), n - 1), min(int(cx * n), n - 1)
         l1 += [abs(out[k, 1, i, j] - math.log(w)), abs(out[k, 2, i, j] - math.log(h))]
-    return focal / b + float(np.mean(l1))
+        offset += [abs(out[k, 3, i, j] - (cx * n - j)), abs(out[k, 4, i, j] - (cy * n - i))]
+    return focal / b + float(np.mean(l1)) + float(np.mean(offset))
 
 
 def test_loss_weights_come_from_the_matching_config_fields():
@@ -74,7 +76,7 @@ def test_each_term_is_its_weight_times_its_definition():
 
     pred = {'verts': rand(b, 778, 3) * 0.05, 'joints': rand(b, 21, 3) * 0.05, 'rotmat': rand(b, 16, 3, 3),
             'shape': rand(b, 10), 'joints_img': torch.rand(b, 21, 2, generator=g),
-            'seg': torch.zeros(b, 3, 2, 2), 'frame_heat': rand(b, 3, 8, 8)}
+            'seg': torch.zeros(b, 3, 2, 2), 'frame_heat': rand(b, 5, 8, 8)}
     gt = {'verts': rand(b, 778, 3) * 0.05, 'joints': rand(b, 21, 3) * 0.05, 'rotmat': rand(b, 16, 3, 3),
           'shape': rand(b, 10), 'joints_img': torch.rand(b, 21, 2, generator=g),
           'seg': torch.tensor([[[1, 1], [1, 1]], [[IGNORE_LABEL] * 2] * 2]),
