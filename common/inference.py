@@ -173,12 +173,12 @@ class HandReconstructor:
                           np.asarray(crop_box, dtype=np.float32))
 
     @torch.no_grad()
-    def find_box(self, img: np.ndarray) -> tuple[np.ndarray, str, float | None]:
+    def find_box(self, img: np.ndarray, min_score: float = MIN_HAND_SCORE) -> tuple[np.ndarray, str, float | None]:
         """The hand's tight box (4,) x, y, w, h in image pixels, how it was found (a key of
         BOX_SOURCES) and the hand localiser's score (0..1; None without a localiser).
 
         With the hand localiser (``localiser_size`` > 0): its most likely box in the whole frame,
-        letterboxed as in training; a score below MIN_HAND_SCORE is a :class:`UserError` (no hand
+        letterboxed as in training; a score below ``min_score`` is a :class:`UserError` (no hand
         found). Networks without one (snapshots from before it existed): a first pass of the
         network over the whole frame, the box of its hand mask (or of its 2D joints)."""
         h, w = img.shape[:2]
@@ -194,9 +194,9 @@ class HandReconstructor:
         frame = warp_image(img, img2frame, size).astype(np.float32) / 255.0
         out = self.model.locate(torch.from_numpy(frame).permute(2, 0, 1)[None].to(self.device))
         box, score = (v[0].cpu().numpy() for v in decode(out))
-        if score < MIN_HAND_SCORE:
+        if score < min_score:
             raise UserError(f'no hand found (the hand localiser\'s best score is {score:.2f}, below '
-                            f'{MIN_HAND_SCORE}); if there is one, give its box with --bbox X Y W H')
+                            f'{min_score}); if there is one, give its box with --bbox X Y W H')
         corners = apply_affine(np.array([box[:2], box[:2] + box[2:]]) * size, np.linalg.inv(img2frame))
         return np.array([*corners[0], *(corners[1] - corners[0])], dtype=np.float32), 'localiser', float(score)
 

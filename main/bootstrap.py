@@ -21,8 +21,14 @@ def _is_package_in_sources(entry: str) -> bool:
     return path.parent in SOURCE_DIRS and (path / '__init__.py').is_file()
 
 
-sys.path[:] = [str(d) for d in SOURCE_DIRS] + [p for p in sys.path if p not in map(str, SOURCE_DIRS)
-                                               and not _is_package_in_sources(p)]
+def prepare_path() -> None:
+    """The source folders first on ``sys.path``; a package folder inside them (a script's own
+    folder) off it. Runs on import; a process that runs several scripts (the tests) calls it again."""
+    sys.path[:] = [str(d) for d in SOURCE_DIRS] + [p for p in sys.path if p not in map(str, SOURCE_DIRS)
+                                                   and not _is_package_in_sources(p)]
+
+
+prepare_path()
 
 # OpenMP threads that spin while waiting turn every busy moment of a shared CPU (DataLoader workers,
 # another job) into a stall: a cpu-preset training step measured 18.9 s spinning and 0.8 s passive on
