@@ -50,7 +50,7 @@ def step_fn(conf: Config, fused: bool, batch: int, device: torch.device):
     """A closure running one training step of a fresh model built from ``conf``."""
     torch.manual_seed(0)
     model = prepare_model(Model(conf, pretrained=False).to(device).train(), conf)
-    optimizer = make_optimizer(model.parameters(), conf, device, fused=fused)
+    optimizer = make_optimizer(model, conf, device, fused=fused)
     inputs, targets = random_batch(batch, conf.input_img_shape[0], device, conf.localiser_size)
 
     def step() -> None:

@@ -39,9 +39,16 @@ def prepare_model(model: nn.Module, conf: Config) -> nn.Module:
     return model
 
 
-def make_optimizer(params, conf: Config, device: torch.device, fused: bool = True) -> torch.optim.Adam:
-    """Adam at ``conf.lr``; ``fused`` (one kernel for all parameters) where the device supports it."""
-    return torch.optim.Adam(params, lr=conf.lr, fused=fused and device.type in ('cpu', 'cuda'))
+def make_optimizer(model: nn.Module, conf: Config, device: torch.device, fused: bool = True) -> torch.optim.Adam:
+    """Adam at ``conf.lr``, and at ``conf.lr * conf.localiser_lr_factor`` for the hand localiser's
+    parameters (a second group, when the model has one); ``fused`` (one kernel for all
+    parameters) where the device supports it."""
+    localiser = getattr(model, 'localiser', None)
+    own = {id(p) for p in localiser.parameters()} if localiser is not None else set()
+    groups = [{'params': [p for p in model.parameters() if id(p) not in own]}]
+    if own:
+        groups.append({'params': list(localiser.parameters()), 'lr': conf.lr * conf.localiser_lr_factor})
+    return torch.optim.Adam(groups, lr=conf.lr, fused=fused and device.type in ('cpu', 'cuda'))
 
 
 def format_duration(seconds: float) -> str:
@@ -87,7 +94,7 @@ class Trainer:
             self.val_dataset = None
         model = prepare_model((model if model is not None else get_model(conf, 'train')).to(runtime.device), conf)
         self.model = self._wrap(model)
-        self.optimizer = make_optimizer(model.parameters(), conf, runtime.device)
+        self.optimizer = make_optimizer(model, conf, runtime.device)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(conf.lr_dec_epoch), gamma=conf.lr_dec_factor)
         self.history: list[dict[str, float]] = []
@@ -127,6 +134,12 @@ class Trainer:
         path = snaps[max(snaps)]
         ckpt = load_checkpoint(path, self.rt.device)
         load_network(self.model, ckpt, path)
+        groups = len(ckpt['optimizer']['param_groups'])
+        if groups != len(self.optimizer.param_groups):
+            raise UserError(f'{path} was written by an older version of this code, whose optimizer has '
+                            f'{groups} parameter group(s) instead of {len(self.optimizer.param_groups)} '
+                            '(the hand localiser now has its own learning rate); its weights load in '
+                            'test.py and the demo, but to train on, start a new training')
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.scheduler.load_state_dict(ckpt['scheduler'])
         self.history = list(ckpt.get('history', []))

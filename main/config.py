@@ -98,6 +98,7 @@ class Config:
 
     # training
     lr: float = 1e-4
+    localiser_lr_factor: float = 3.0   # the hand localiser learns at lr times this (own parameters)
     lr_dec_epoch: tuple = (10, 20, 30, 40, 50, 60, 70)
     lr_dec_factor: float = 0.7
     end_epoch: int = 80

@@ -4,7 +4,8 @@
 2. train the ``cpu`` preset on it (CPU, with the schedule of :data:`EPOCHS`; from scratch, its
    snapshots of an earlier run removed first),
 3. test it, beside the errors of predicting the training set's mean hand for every image,
-4. run the demo on one evaluation image,
+4. run the demo on one evaluation image, with its annotated box and with the box the hand
+   localiser finds (no ``--bbox``, as for a photo),
 then say where every output is. Everything goes to output/quickstart/ (SYNTH to data/SYNTH/data/),
 so the snapshots of real trainings in output/model_dump/ are never touched. Each step is an
 ordinary command, printed before it runs, so it can be repeated by hand.
@@ -126,6 +127,9 @@ def main() -> None:
     times['demo'] = run('4. demo on one evaluation image', [
         'demo/demo.py', '--input', sample, '--checkpoint', OUT / 'model_dump' / f'snapshot_{EPOCHS}.pth.tar',
         '--gpu', 'cpu', '--bbox', *box, '--fit', '--focal', focal, '--out', OUT / 'demo'])
+    times['demo, box found'] = run('5. the same image without --bbox: the hand localiser finds the hand', [
+        'demo/demo.py', '--input', sample, '--checkpoint', OUT / 'model_dump' / f'snapshot_{EPOCHS}.pth.tar',
+        '--gpu', 'cpu', '--fit', '--focal', focal, '--out', OUT / 'demo_found'])
 
     print('\n=== what was made')
     print(f'  SYNTH data         {synth_root}  (pictures of it: asset/synth_grid.png)')
@@ -134,7 +138,8 @@ def main() -> None:
     print(f'  training curves    {OUT / "log" / "train_curves.png"}')
     print(f'  metrics            {OUT / "result" / f"metrics_SYNTH_{EPOCHS}.json"}')
     print(f'  test predictions   {OUT / "vis" / f"test_SYNTH_{EPOCHS}.png"}')
-    print(f'  demo outputs       {OUT / "demo"}  ({sample.stem}_overlay.png and four more)')
+    print(f'  demo outputs       {OUT / "demo"}  ({sample.stem}_overlay.png and four more); without '
+          f'--bbox: {OUT / "demo_found"}')
     print('  time               ' + ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
           + f', total {time.time() - t_start:.0f} s')
     print(f'  again by hand      python main/test.py {" ".join(map(str, COMMON))} --testset SYNTH '
@@ -143,7 +148,7 @@ def main() -> None:
     print(f'  MPJPE     {metrics["mpjpe"]:6.1f}  (mean hand {base_mpjpe:6.1f})  global rotation and '
           'articulation')
     print(f'  PA-MPJPE  {metrics["pa_mpjpe"]:6.1f}  (mean hand {base_pa:6.1f})  articulation alone '
-          '(README: "Why the quickstart hardly learns the fingers")')
+          '(docs/RESULTS.md: "Why the quickstart hardly learns the fingers")')
     print(f'\nquickstart: PA-MPJPE {metrics["pa_mpjpe"]:.1f} mm (mean-pose baseline {base_pa:.1f} mm)')
 
 

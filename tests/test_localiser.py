@@ -14,7 +14,7 @@ from torchvision import transforms
 from checkpoints import load_checkpoint, model_config_from, save_checkpoint
 from config import Config
 from errors import UserError
-from inference import MIN_HAND_SCORE, HandReconstructor, load_model
+from inference import MIN_HAND_SCORE, REFINE_WINDOW, HandReconstructor, load_model
 from model import get_model
 from nets.localiser import STRIDE, HandLocaliser, decode
 from nets.loss import centre_heatmap, localiser_loss
@@ -27,13 +27,16 @@ L = 128
 
 def _logits_for(box: np.ndarray, size: int = L // STRIDE, peak: float = 8.0) -> torch.Tensor:
     """A localiser output (1, 5, s, s) whose heatmap peaks at the centre of ``box`` (0..1), whose
-    size channels hold log(w, h) and offset channels the centre's place in its cell, everywhere."""
+    size channels hold log(w, h) and offset channels the centre's place from each cell's corner
+    (so that the peak cell, or a tied neighbour, decodes to the centre)."""
     heat = centre_heatmap(torch.as_tensor(np.asarray(box, np.float32)[None]), size)[0]
     out = torch.zeros(1, 5, size, size)
     out[0, 0] = peak * heat - 6.0                      # logits: about -6 far away, +2 at the peak
     out[0, 1:3] = torch.tensor(np.log(box[2:]), dtype=torch.float32)[:, None, None]
     centre = (np.asarray(box[:2]) + np.asarray(box[2:]) / 2) * size          # in cells
-    out[0, 3:5] = torch.tensor(centre - np.floor(centre), dtype=torch.float32)[:, None, None]
+    corner = torch.arange(size, dtype=torch.float32)
+    out[0, 3] = (float(centre[0]) - corner)[None, :]
+    out[0, 4] = (float(centre[1]) - corner)[:, None]
     return out
 
 
@@ -104,26 +107,33 @@ def test_training_frames_show_the_hand_inside_their_box(synth_set, monkeypatch, 
         assert covered > 0.15
 
 
-def test_found_box_maps_back_to_the_image(monkeypatch):
-    """A localiser that points at a known place of the letterboxed frame gives that place in image
-    pixels (the letterbox undone), and a score under MIN_HAND_SCORE means no hand."""
+def _seeing_localiser(frame: torch.Tensor) -> torch.Tensor:
+    """A stand-in localiser that sees: the box (0..1) of the bright pixels in the frame it gets."""
+    ys, xs = np.nonzero(frame[0, 0].numpy() > 0.5)
+    size = frame.shape[-1]
+    return _logits_for(np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]) / size)
+
+
+@pytest.mark.parametrize('refine, mirror', [(0.0, False), (REFINE_WINDOW, False), (REFINE_WINDOW, True)])
+def test_found_box_maps_back_to_the_image(monkeypatch, refine, mirror):
+    """A localiser that finds a bright rectangle in whatever it is shown gives that rectangle in
+    image pixels: the letterbox of the whole frame, the window of the second look and the mirror
+    image undone. A score under MIN_HAND_SCORE means no hand."""
     conf = Config(preset='cpu', pretrained=False)
     model = get_model(conf, 'test')
     rec = HandReconstructor(model, conf)
     w, h = 640, 480
     img = np.zeros((h, w, 3), np.uint8)
     hand_img = np.array([400.0, 100.0, 120.0, 90.0])           # x, y, w, h in the image
-    img2frame = crop_affine(whole_image_box(w, h), L, AugParams())
-    corners = np.array([hand_img[:2], hand_img[:2] + hand_img[2:]])
-    frame_pts = corners @ img2frame[:2, :2].T + img2frame[:2, 2]
-    box01 = np.array([*frame_pts[0], *(frame_pts[1] - frame_pts[0])]) / L
-    monkeypatch.setattr(model, 'locate', lambda frame: _logits_for(box01))
-    box, source, score = rec.find_box(img)
+    img[100:190, 400:520] = 255
+    monkeypatch.setattr(model, 'locate', _seeing_localiser)
+    box, source, score = rec.find_box(img, refine=refine, mirror=mirror)
     assert source == 'localiser' and score > MIN_HAND_SCORE
-    np.testing.assert_allclose(box, hand_img, atol=0.012 * w)
-    monkeypatch.setattr(model, 'locate', lambda frame: _logits_for(box01, peak=0.0))   # sigmoid(-6)
+    pixel = w / L if refine == 0 else refine * hand_img[2] / L        # one localiser pixel in the image
+    np.testing.assert_allclose(box, hand_img, atol=1.5 * pixel)
+    monkeypatch.setattr(model, 'locate', lambda frame: _logits_for(np.array([0.4, 0.4, 0.2, 0.2]), peak=0.0))
     with pytest.raises(UserError, match='no hand found .*--bbox'):
-        rec.find_box(img)
+        rec.find_box(img, refine=refine, mirror=mirror)
 
 
 def _load_demo():

@@ -63,8 +63,8 @@ def test_fused_adam_steps_like_the_plain_one():
     torch.manual_seed(0)
     a = Model(conf)
     b = copy.deepcopy(a)
-    opt_a = make_optimizer(a.parameters(), conf, torch.device('cpu'), fused=False)
-    opt_b = make_optimizer(b.parameters(), conf, torch.device('cpu'), fused=True)
+    opt_a = make_optimizer(a, conf, torch.device('cpu'), fused=False)
+    opt_b = make_optimizer(b, conf, torch.device('cpu'), fused=True)
     assert opt_b.param_groups[0]['fused'] and not opt_a.param_groups[0]['fused']
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
@@ -78,6 +78,23 @@ def test_fused_adam_steps_like_the_plain_one():
         sa, sb = opt_a.state[pa], opt_b.state[pb]
         torch.testing.assert_close(sb['exp_avg_sq'], sa['exp_avg_sq'], atol=1e-7, rtol=1e-5, msg=name)
     assert not torch.equal(next(a.parameters()), next(Model(conf).parameters()))
+
+
+@pytest.mark.parametrize('localiser_size', [0, 64])
+def test_the_localiser_learns_at_its_own_rate(localiser_size):
+    """Every parameter is in exactly one group; the localiser's group (when there is a localiser)
+    holds its parameters at lr * localiser_lr_factor, and the rest learn at lr."""
+    conf = Config().update(**SMALL, localiser_size=localiser_size, lr=2e-3, localiser_lr_factor=2.5)
+    model = Model(conf)
+    groups = make_optimizer(model, conf, torch.device('cpu')).param_groups
+    ids = [id(p) for g in groups for p in g['params']]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    assert groups[0]['lr'] == 2e-3
+    if localiser_size:
+        assert len(groups) == 2 and groups[1]['lr'] == pytest.approx(5e-3)
+        assert {id(p) for p in groups[1]['params']} == {id(p) for p in model.localiser.parameters()}
+    else:
+        assert len(groups) == 1
 
 
 def test_channels_last_puts_the_convolutions_in_that_format():

@@ -30,12 +30,12 @@ class HandLocaliser(nn.Module):
     def __init__(self):
         super().__init__()
         w1, w2, w3, w4 = WIDTHS
-        self.down = nn.ModuleList([_conv(3, w1, 2),                       # one conv at 1/2: cheap
+        self.down = nn.ModuleList([nn.Sequential(_conv(3, w1, 2), _conv(w1, w1)),
                                    nn.Sequential(_conv(w1, w2, 2), _conv(w2, w2)),
                                    nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3)),
                                    nn.Sequential(_conv(w3, w4, 2), _conv(w4, w4))])
         self.lateral = nn.ModuleList([nn.Conv2d(w, w2, 1) for w in (w2, w3, w4)])
-        self.head = nn.Sequential(nn.Conv2d(w2, w2, 1), nn.ReLU(inplace=True), nn.Conv2d(w2, CHANNELS, 1))
+        self.head = nn.Sequential(_conv(w2, w2), nn.Conv2d(w2, CHANNELS, 1))
         nn.init.constant_(self.head[-1].bias, 0.0)
         with torch.no_grad():
             self.head[-1].bias[0] = -4.0   # start with "no hand anywhere": a stable focal loss
