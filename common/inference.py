@@ -4,7 +4,7 @@ image, place it in the camera.
     from inference import HandReconstructor, load_model
     model, conf = load_model('output/model_dump/snapshot_80.pth.tar', device='cuda')
     rec = HandReconstructor(model, conf)
-    pred = rec.predict(image_rgb, box=(x, y, w, h))     # box None: found by a first pass
+    pred = rec.predict(image_rgb, box=(x, y, w, h))     # box None: found by the hand localiser
     placed = rec.place(pred, width, height, focal=600.0)  # pinhole fit of the translation
 
 (with ``common/`` and ``main/`` on the import path, as ``main/bootstrap.py`` puts them).

@@ -16,7 +16,8 @@ For each image NAME.ext, in --out (default output/vis/demo/):
                        model, the checkpoint; with --fit the translation and reprojection error
 
 With --bbox (a tight box around the hand) the crop is that box grown to a square and enlarged
-1.5x, as the data pipeline crops test boxes; without it, the box is found by a first pass. --fit
+1.5x, as the data pipeline crops test boxes; without it, the hand localiser trained with the
+network finds the box (an image where it finds no hand is skipped, saying so). --fit
 places the hand for a pinhole camera (--focal, default the image's larger side); without it, a
 weak-perspective placement. The network sees right hands: mirror the image of a left hand. All
 of this is common/inference.py, which your own code can use too.
@@ -173,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--input', required=True, type=Path, help='an image file, or a folder of images')
     p.add_argument('--bbox', nargs=4, type=float, metavar=('X', 'Y', 'W', 'H'),
-                   help='box around the hand in pixels (default: found by a first pass)')
+                   help='box around the hand in pixels (default: found by the hand localiser)')
     p.add_argument('--checkpoint', type=Path, help='snapshot to use (default: the newest in '
                    'output/model_dump/, else the newest in output/quickstart/model_dump/)')
     p.add_argument('--out', type=Path, help='output folder (default output/vis/demo/)')
