@@ -103,7 +103,7 @@ def main() -> None:
     print(f"{summary['method']}, {summary['frames']} SYNTH evaluation frames, {checkpoint}")
     print(f"  mean IoU with the joints' box  {iou_mean:.3f}  ({'met' if iou_mean >= TARGET_IOU else 'MISSED'}: "
           f'>= {TARGET_IOU}); IoU > 0.5 on {100 * summary["iou_over_0.5"]:.0f} % of frames; '
-          f'hand found on {100 * summary["found_rate"]:.0f} %')
+          f'hand found on {100 * summary["found_rate"]:.1f} %')
     print(f'  2D joint error (share of the joints box): found box {err_found:.3f}, annotated box '
           f"{err_given:.3f}, ratio {ratio:.2f} ({'met' if ratio <= TARGET_RATIO else 'MISSED'}: <= {TARGET_RATIO})")
     print(f"  finding the box: {summary['ms_per_frame']:.1f} ms per frame on {device}")

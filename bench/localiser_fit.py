@@ -2,7 +2,7 @@
 trains only the localiser (nets/localiser.py) on a SYNTH set's training frames, with the
 quickstart's schedule by default, and scores the boxes it finds on the evaluation frames.
 
-    python bench/localiser_fit.py --synth DIR [--epochs 8] [--lr-drops 5,7] [--frames 200]
+    python bench/localiser_fit.py --synth DIR [--epochs 7] [--lr-drops 5,6] [--frames 200]
                                   [--set localiser_size=160 ...] [--refine 0 4] [--json PATH]
                                   [--save PATH | --load PATH]
 
@@ -40,6 +40,7 @@ from inference import REFINE_WINDOW, HandReconstructor  # noqa: E402
 from loaders import TrainingSampler, build_split  # noqa: E402
 from model import Model  # noqa: E402
 from nets.loss import localiser_loss  # noqa: E402
+from quickstart import EPOCHS, LR_DEC_EPOCH  # noqa: E402
 from runtime import Runtime  # noqa: E402
 from utils.files import output_file  # noqa: E402
 from utils.preprocessing import bbox_from_joints, load_img  # noqa: E402
@@ -101,8 +102,9 @@ def score(model: Model, root: Path, frames: int, settings: list[tuple[float, boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--synth', type=Path, required=True, help='a SYNTH folder (data/SYNTH/generate.py)')
-    parser.add_argument('--epochs', type=int, default=8, help='epochs (default 8, as the quickstart)')
-    parser.add_argument('--lr-drops', default='5,7', help='epochs after which lr drops x0.3 (default 5,7)')
+    parser.add_argument('--epochs', type=int, default=EPOCHS, help=f'epochs (default {EPOCHS}, as the quickstart)')
+    parser.add_argument('--lr-drops', default=LR_DEC_EPOCH,
+                        help=f'epochs after which lr drops x0.3 (default {LR_DEC_EPOCH}, as the quickstart)')
     parser.add_argument('--frames', type=int, default=200, help='evaluation frames scored (default 200)')
     parser.add_argument('--set', nargs='+', action='extend', default=[], metavar='KEY=VALUE',
                         help='config fields over the cpu preset, e.g. localiser_size=160')

@@ -30,11 +30,12 @@ from utils.metrics import mpjpe, pa_mpjpe
 from utils.rotation import axis_angle_to_matrix, matrix_to_axis_angle, mean_rotation
 
 NUM_TRAIN, NUM_EVAL, SEED = 2000, 200, 0
-# 8 epochs over 2000 frames instead of the preset's 15 over 1000: as many training steps, twice as
-# many different hands (measured with the preset's earlier 64 px crops: PA-MPJPE 3 % below the
-# mean-pose guess instead of 2 % at the same training time; 4000 x 4 was no better; README, "Why
-# the quickstart hardly learns the fingers").
-EPOCHS, LR_DEC_EPOCH = 8, '5,7'
+# 7 epochs over 2000 frames instead of the preset's 15 over 1000: about as many training steps,
+# twice as many different hands (measured with the preset's earlier 64 px crops and 8 epochs:
+# PA-MPJPE 3 % below the mean-pose guess instead of 2 % at the same training time; 4000 x 4 was no
+# better; docs/RESULTS.md, "Why the quickstart hardly learns the fingers"). 7, not 8: with the hand
+# localiser's share of each step, 8 took 16.4 minutes on a slow day of the 2-core machine.
+EPOCHS, LR_DEC_EPOCH = 7, '5,6'
 OUT = QUICKSTART_DIR
 COMMON = ['--gpu', 'cpu', '--preset', 'cpu', '--set', f'output_dir={OUT}']
 SCHEDULE = ['--set', f'end_epoch={EPOCHS}', f'lr_dec_epoch={LR_DEC_EPOCH}']
