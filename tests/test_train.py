@@ -394,3 +394,19 @@ def test_any_torchrun_launch_is_distributed_even_with_one_process(monkeypatch, t
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_snapshots_with_one_optimizer_group_load_but_do_not_continue(trained, synth_set, tmp_path):
+    """A snapshot written before the hand localiser had its own learning rate (one Adam group for
+    all parameters) cannot go on training in two groups: --continue says so and names the file."""
+    ckpt = load_checkpoint(snapshot_path(trained / 'model_dump', 1))
+    groups = ckpt['optimizer']['param_groups']
+    assert len(groups) == 2 and groups[1]['lr'] == pytest.approx(groups[0]['lr'] * Config().localiser_lr_factor)
+    ckpt['optimizer']['param_groups'] = [{**groups[0], 'params': groups[0]['params'] + groups[1]['params']}]
+    conf = _configure(synth_set, tmp_path)
+    old = snapshot_path(conf.model_dir, 1)
+    old.parent.mkdir(parents=True)
+    save_checkpoint(ckpt, old)
+    with pytest.raises(UserError, match=r'older version .* 1 parameter group\(s\) instead of 2') as err:
+        Trainer(conf, CPU, resume=True)
+    assert str(old) in str(err.value) and 'start a new training' in str(err.value)
