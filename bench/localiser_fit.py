@@ -72,30 +72,31 @@ THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
 
 
 @torch.no_grad()
-def best_box(model: Model, img: np.ndarray, refine: float, mirror: bool) -> tuple[np.ndarray, float]:
-    """The localiser's most likely hand box in image pixels and its score, whatever the score."""
-    finder = HandReconstructor(model, Config(localiser_size=model.localiser_size))
-    box, _, score = finder.find_box(img, min_score=0.0, refine=refine, mirror=mirror)
-    return box, score
-
-
-def score(model: Model, root: Path, frames: int, settings: list[tuple[float, bool]]) -> dict[str, np.ndarray]:
+def score(model: Model, conf: Config, root: Path, frames: int,
+          settings: list[tuple[float, bool]]) -> dict[str, np.ndarray]:
     """On the first evaluation frames, for each (second-look window, mirror) setting of
     ``find_box`` (one column each, (frames, len(settings))): the found box's IoU with the true
     joints' box and its score, and the score on the frame's half away from the hand (a view without
     a hand, scaled up to the frame's size)."""
+    finder = HandReconstructor(model, conf)
+
+    def best_box(img: np.ndarray, refine: float, mirror: bool) -> tuple[np.ndarray, float]:
+        """The box find_box gives and its score, whatever the score."""
+        box, _, s = finder.find_box(img, min_score=0.0, refine=refine, mirror=mirror)
+        return box, s
+
     data = json.loads((root / 'annotations' / 'SYNTH_evaluation_data.json').read_text())
     anns = {a['image_id']: a for a in data['annotations']}
     ious, scores, empty = [], [], []
     for img_info in tqdm(data['images'][:frames], desc='scoring', leave=False):
         img = load_img(root / img_info['file_name'])
         truth = bbox_from_joints(np.array(anns[img_info['id']]['joints_img']), expansion=1.0)
-        found = [best_box(model, img, r, m) for r, m in settings]
+        found = [best_box(img, r, m) for r, m in settings]
         ious.append([iou(box, truth) for box, _ in found])
         scores.append([s for _, s in found])
         h, w = img.shape[:2]
         half = cv2.resize(img[:, w // 2:] if truth[0] + truth[2] / 2 < w / 2 else img[:, :w // 2], (w, h))
-        empty.append([best_box(model, half, 0.0, m)[1] for _, m in settings])
+        empty.append([best_box(half, 0.0, m)[1] for _, m in settings])
     return {'iou': np.array(ious), 'score': np.array(scores), 'empty_score': np.array(empty)}
 
 
@@ -139,7 +140,7 @@ def main() -> None:
             torch.save(model.localiser.state_dict(), output_file(args.save, '--save'))
     settings = [(r, m) for m in (False, True) for r in args.refine]
     names = [f'{"mirrored, " if m else ""}second look {r:g}' for r, m in settings]
-    found = score(model, args.synth, args.frames, settings)
+    found = score(model, conf, args.synth, args.frames, settings)
     rows = {name: {f'{t:g}': {'mean_iou': float(np.where(found['score'][:, i] >= t, found['iou'][:, i], 0.0).mean()),
                               'found_rate': float((found['score'][:, i] >= t).mean()),
                               'false_alarms': float((found['empty_score'][:, i] >= t).mean())} for t in THRESHOLDS}

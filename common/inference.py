@@ -184,7 +184,8 @@ class HandReconstructor:
         ``refine`` > 0, a second look at a square window ``refine`` times that box's larger side
         around it. With ``mirror``, every look is also taken of the mirrored image, and the box is
         the mean of all looks' centres and log sizes (each look's error is partly its own: on the
-        quickstart's frames the mean IoU with the true box rises from 0.56 to 0.60 with four). Networks
+        quickstart's frames the mean IoU with the true box rises from 0.60 to 0.635 with four,
+        docs/RESULTS.md). Networks
         without a localiser (snapshots from before it existed): a first pass of the network over
         the whole frame, the box of its hand mask (or of its 2D joints)."""
         h, w = img.shape[:2]
@@ -195,8 +196,8 @@ class HandReconstructor:
             if box is not None:
                 return box, 'mask', None
             return bbox_from_joints(first.joints_2d, expansion=1.0), 'joints', None
-        images = [img, np.ascontiguousarray(img[:, ::-1])] if mirror else [img]
-        looks = [self._locate(im, whole, mirrored=k == 1) for k, im in enumerate(images)]
+        flips = (False, True) if mirror else (False,)
+        looks = [self._locate(img, whole, flip) for flip in flips]
         score = float(np.mean([s for _, s in looks]))
         if score < min_score:
             raise UserError(f'no hand found (the hand localiser\'s best score is {score:.2f}, below '
@@ -206,22 +207,21 @@ class HandReconstructor:
             first = mean_box(boxes)
             side = float(np.clip(refine * first[2:].max(), FRAME_MIN_SIDE * whole[2], whole[2]))
             window = np.array([*(first[:2] + first[2:] / 2 - side / 2), side, side], dtype=np.float32)
-            boxes += [self._locate(im, window, mirrored=k == 1)[0] for k, im in enumerate(images)]
+            boxes += [self._locate(img, window, flip)[0] for flip in flips]
         return mean_box(boxes), 'localiser', score
 
-    def _locate(self, img: np.ndarray, window: np.ndarray, mirrored: bool = False) -> tuple[np.ndarray, float]:
-        """The localiser's most likely hand box (4,) x, y, w, h in pixels of ``img`` and its score,
-        in the square ``window`` (x, y, s, s pixels) scaled to the localiser's size. ``mirrored``:
-        ``img`` is the mirror image of the original and ``window`` and the box are given in the
-        original's pixels."""
-        size, width = self.model.localiser_size, img.shape[1]
-        img2frame = crop_affine(mirror_box(window, width) if mirrored else window, size, AugParams())
+    def _locate(self, img: np.ndarray, window: np.ndarray, flip: bool = False) -> tuple[np.ndarray, float]:
+        """The localiser's most likely hand box (4,) x, y, w, h in image pixels and its score, in the
+        square ``window`` (x, y, s, s pixels) of ``img`` scaled to the localiser's size, mirrored
+        left-right with ``flip`` (``crop_affine``'s flip)."""
+        size = self.model.localiser_size
+        img2frame = crop_affine(window, size, AugParams(), flip=flip, img_width=img.shape[1])
         frame = warp_image(img, img2frame, size).astype(np.float32) / 255.0
         out = self.model.locate(torch.from_numpy(frame).permute(2, 0, 1)[None].to(self.device))
         box, score = (v[0].cpu().numpy() for v in decode(out))
         corners = apply_affine(np.array([box[:2], box[:2] + box[2:]]) * size, np.linalg.inv(img2frame))
-        found = np.array([*corners[0], *(corners[1] - corners[0])], dtype=np.float32)
-        return (mirror_box(found, width) if mirrored else found), float(score)
+        low, high = corners.min(0), corners.max(0)          # a flip swaps the corners' x
+        return np.array([*low, *(high - low)], dtype=np.float32), float(score)
 
     def predict(self, img: np.ndarray, box: np.ndarray | tuple | None = None) -> Prediction:
         """img (H, W, 3) uint8 RGB; box (4,) x, y, w, h around the hand in pixels, or None to find
@@ -248,12 +248,6 @@ class HandReconstructor:
         :func:`fitted_placement` (pinhole camera, ``focal`` in pixels); else
         :func:`weak_perspective_placement`."""
         return fitted_placement(pred, width, height, focal) if fit else weak_perspective_placement(pred, width, height)
-
-
-def mirror_box(box: np.ndarray, width: int) -> np.ndarray:
-    """box (4,) x, y, w, h in pixels of an image ``width`` wide -> the same box in its mirror image
-    (pixel centre u -> width - 1 - u, as ``crop_affine``'s flip)."""
-    return np.array([width - 1 - box[0] - box[2], box[1], box[2], box[3]], dtype=np.float32)
 
 
 def mean_box(boxes: list[np.ndarray]) -> np.ndarray:

@@ -44,10 +44,11 @@ def make_optimizer(model: nn.Module, conf: Config, device: torch.device, fused: 
     parameters (a second group, when the model has one); ``fused`` (one kernel for all
     parameters) where the device supports it."""
     localiser = getattr(model, 'localiser', None)
-    own = {id(p) for p in localiser.parameters()} if localiser is not None else set()
-    groups = [{'params': [p for p in model.parameters() if id(p) not in own]}]
+    own = list(localiser.parameters()) if localiser is not None else []
+    ids = {id(p) for p in own}
+    groups = [{'params': [p for p in model.parameters() if id(p) not in ids]}]
     if own:
-        groups.append({'params': list(localiser.parameters()), 'lr': conf.lr * conf.localiser_lr_factor})
+        groups.append({'params': own, 'lr': conf.lr * conf.localiser_lr_factor})
     return torch.optim.Adam(groups, lr=conf.lr, fused=fused and device.type in ('cpu', 'cuda'))
 
 

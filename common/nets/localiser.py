@@ -2,8 +2,9 @@
 
 A light CNN of its own (not the backbone: that one learns from hand crops only) on the whole frame,
 letterboxed to a small square (L x L), predicts at 1/4 resolution a hand-centre heatmap and, at
-each cell, the hand box's size and the centre's offset within the cell (CenterNet-style). Trained in the same run as the network, on the
-same images, from the box of the projected ground-truth joints (``data/dataset.py``).
+each cell, the hand box's size and the centre's offset within the cell (CenterNet-style). Trained
+in the same run as the network, on the same images, from the box of the projected ground-truth
+joints (``data/dataset.py``), at its own learning rate (``training.make_optimizer``).
 
 Boxes here are x, y, w, h in 0..1 of the L x L frame. The loss is ``nets.loss.localiser_loss``.
 """
