@@ -84,7 +84,7 @@ class Model(nn.Module):
 
     def locate(self, frame: torch.Tensor) -> torch.Tensor:
         """frame (B, 3, L, L) whole frames letterboxed to ``localiser_size``, RGB 0..1 -> the hand
-        localiser's output (B, 3, L/4, L/4) (``nets.localiser.decode`` turns it into boxes)."""
+        localiser's output (B, 5, L/4, L/4) (``nets.localiser.decode`` turns it into boxes)."""
         if self.localiser is None:
             raise ValueError('this network has no hand localiser (localiser_size=0)')
         return self.localiser(frame)

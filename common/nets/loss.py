@@ -92,7 +92,7 @@ def compute_losses(pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor],
 
     pred: ``verts`` (B, 778, 3), ``joints`` (B, 21, 3) root-relative metres, ``rotmat``
     (B, 16, 3, 3), ``shape`` (B, 10), ``joints_img`` (B, 21, 2), ``seg`` logits (B, 3, h, w)
-    when segmentation is on, and ``frame_heat`` (B, 3, L/4, L/4) when the hand localiser runs.
+    when segmentation is on, and ``frame_heat`` (B, 5, L/4, L/4) when the hand localiser runs.
     gt: the same keys (``seg`` as labels (B, h, w), ``frame_box`` (B, 4) for ``frame_heat``).
     """
     out = {
