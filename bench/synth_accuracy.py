@@ -5,7 +5,8 @@ and compares every configuration with the baseline frame by frame.
     python bench/synth_accuracy.py --budget medium --seed 1 --only InteractHand baseline \\
         --json docs/results/synth_medium_seed1.json
     python bench/synth_accuracy.py --budget medium --seed 1 --continue ...   # after an interruption
-    python bench/synth_accuracy.py --report docs/results/synth_medium_seed*.json   # the table over seeds
+    python bench/synth_accuracy.py --report docs/results/synth_medium_seed*.json \
+        --plot docs/results/synth_medium.png                  # the table and chart over seeds
 
 Budgets (every configuration: the ``cpu`` preset, the same data, epochs and seed):
   short   2000 training frames, 500 evaluation frames, 12 epochs (lr x0.3 at 8 and 11)
@@ -19,7 +20,7 @@ output/bench/synth_accuracy/<budget>_seed<S>/ (the data beside it, shared by all
 configurations). An interrupted run goes on with --continue: finished configurations are reused
 and the unfinished one continues from its newest snapshot (one epoch lost at most).
 
-The results (also written as JSON, a text table and a bar chart) hold, per configuration, the
+The results (also written as JSON, a text table and a chart) hold, per configuration, the
 metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time, and the paired
 comparison with the baseline: the mean per-frame PA-MPJPE difference (configuration minus
 baseline, mm; negative is better) with a bootstrap 95 % interval over evaluation frames, overall
@@ -205,27 +206,6 @@ def table(configs: dict[str, dict], mean_pose: float) -> str:
     return '\n'.join(lines)
 
 
-def bar_chart(configs: dict[str, dict], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    buckets = list(BUCKET_KEYS.values())
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    width = 0.8 / len(configs)
-    for i, (name, r) in enumerate(configs.items()):
-        values = [r['pa_mpjpe']] + [r['buckets'][b]['pa_mpjpe'] for b in buckets]
-        ax.bar(np.arange(len(values)) + (i - (len(configs) - 1) / 2) * width, values, width, label=name)
-    ax.set_xticks(np.arange(1 + len(buckets)), ['all frames', *[f'occlusion {b} %' for b in buckets]])
-    ax.set_ylabel('PA-MPJPE (mm, lower is better)')
-    ax.set_title(title)
-    ax.legend(ncol=4, fontsize=8)
-    ax.grid(axis='y', alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def fmt_ci(cmp: dict) -> str:
     """'-0.12 [-0.20, -0.04]' from a paired comparison entry."""
     low, high = cmp['ci95_mm']
@@ -246,17 +226,23 @@ def pooled_comparison(runs: list[dict], name: str) -> dict | None:
     return paired_comparison({'per_frame_pa_mpjpe': a, 'occlusion': occ}, {'per_frame_pa_mpjpe': b, 'occlusion': occ})
 
 
-def report(paths: list[Path]) -> str:
-    """A Markdown table of results files (one per seed): per configuration and seed, PA-MPJPE
-    overall and per occlusion bucket, with the paired difference from the baseline and its
-    interval; the mean over seeds and the spread (max - min) between them; and the paired
-    comparison with every seed's frames pooled."""
+def load_results(paths: list[Path]) -> list[dict]:
+    """The results files written by --json, in the order given."""
     runs = []
     for path in paths:
         try:
             runs.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f'cannot read results file {path} ({err}); pass files written by --json') from None
+    return runs
+
+
+def report(paths: list[Path]) -> str:
+    """A Markdown table of results files (one per seed): per configuration and seed, PA-MPJPE
+    overall and per occlusion bucket, with the paired difference from the baseline and its
+    interval; the mean over seeds and the spread (max - min) between them; and the paired
+    comparison with every seed's frames pooled."""
+    runs = load_results(paths)
     groups = ['overall', *BUCKET_KEYS.values()]
     head = ('| configuration | seed | ' + ' | '.join(f'PA-MPJPE {g}' for g in groups)
             + ' | vs baseline, all | vs baseline, >40 % | F@5 | seg IoU | training |')
@@ -294,6 +280,58 @@ def report(paths: list[Path]) -> str:
     return '\n'.join(lines)
 
 
+def chart(runs: list[dict], path: Path, title: str) -> None:
+    """Two panels from results files (one per seed): left, PA-MPJPE per configuration and
+    occlusion bucket (a dot per seed, a bar over their range, the mean marked; the training mean
+    pose dashed); right, each configuration minus the baseline with every seed's frames pooled,
+    with its bootstrap 95 % interval (below 0 is better)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    groups = ['overall', *BUCKET_KEYS.values()]
+    labels = ['all frames', *[f'occl. {g} %' for g in BUCKET_KEYS.values()]]
+    names = list(dict.fromkeys(n for r in runs for n in r['configs']))
+    colours = {n: f'C{i}' for i, n in enumerate(names)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110, gridspec_kw={'width_ratios': [3, 2]})
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
+        values = np.array([[r['configs'][name]['pa_mpjpe'], *(r['configs'][name]['buckets'][g]['pa_mpjpe']
+                                                                for g in BUCKET_KEYS.values())]
+                           for r in runs if name in r['configs']])                     # (seeds, groups)
+        left.vlines(x, values.min(0), values.max(0), colours[name], linewidth=6, alpha=0.35)
+        left.plot(np.broadcast_to(x, values.shape).ravel(), values.ravel(), 'o', color=colours[name], ms=4)
+        left.plot(x, values.mean(0), '_', color=colours[name], ms=16, mew=2,
+                  label=f'{name} ({len(values)} seed{"s" if len(values) > 1 else ""})')
+    pose = np.mean([r['mean_pose_pa_mpjpe'] for r in runs])
+    left.axhline(pose, color='grey', linestyle='--', linewidth=1, label=f'training mean pose ({pose:.2f})')
+    left.set_xticks(np.arange(len(groups)), labels)
+    left.set_ylabel('PA-MPJPE (mm, lower is better)')
+    left.legend(fontsize=8)
+    left.grid(axis='y', alpha=0.3)
+    others = [n for n in names if n != 'baseline']
+    width = 0.8 / max(len(others), 1)
+    for i, name in enumerate(others):
+        pooled = pooled_comparison(runs, name)
+        if pooled is None:
+            continue
+        x = np.arange(len(groups)) + (i - (len(others) - 1) / 2) * width
+        mean = np.array([pooled[g]['mean_diff_mm'] for g in groups])
+        ci = np.array([pooled[g]['ci95_mm'] for g in groups])                          # (groups, 2)
+        right.errorbar(x, mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], fmt='o', color=colours[name],
+                       capsize=4, label=f'{name} - baseline')
+    right.axhline(0, color='black', linewidth=1)
+    right.set_xticks(np.arange(len(groups)), labels)
+    right.set_ylabel('per-frame difference (mm, 95 % interval)')
+    right.legend(fontsize=8)
+    right.grid(axis='y', alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--budget', choices=sorted(BUDGETS), default='medium')
@@ -307,9 +345,17 @@ def main() -> None:
                         'the unfinished one from its newest snapshot')
     parser.add_argument('--report', nargs='+', type=Path, metavar='JSON',
                         help='only print a Markdown table of these results files (one per seed)')
+    parser.add_argument('--plot', type=Path, metavar='PNG', help='with --report: also draw its chart to this file')
     args = parser.parse_args()
+    if args.plot and not args.report:
+        raise UserError('--plot draws the chart of --report; give the results files with --report')
     if args.report:
         print(report(args.report))
+        if args.plot:
+            runs = load_results(args.report)
+            seeds = ', '.join(str(r['seed']) for r in runs)
+            chart(runs, output_file(args.plot, '--plot'),
+                  f'SYNTH, {runs[0]["budget"]} budget, seed{"s" if len(runs) > 1 else ""} {seeds}')
         return
     if args.json:
         output_file(args.json, '--json')
@@ -351,7 +397,7 @@ def main() -> None:
         if path is not None:
             write_atomically(path, lambda tmp: tmp.write_text(text_json + '\n'))
     (out / 'synth_accuracy.txt').write_text(text + '\n')
-    bar_chart(configs, out / 'synth_accuracy.png',
+    chart([summary], out / 'synth_accuracy.png',
               f'SYNTH, {args.budget} budget, seed {args.seed}: {budget["num_train"]} training frames, '
               f'{budget["end_epoch"]} epochs, cpu preset')
     print(f'written: {out / "synth_accuracy.json"}' + (f', {args.json}' if args.json else '')
