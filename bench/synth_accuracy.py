@@ -21,7 +21,7 @@ configurations). An interrupted run goes on with --continue: finished configurat
 and the unfinished one continues from its newest snapshot (one epoch lost at most).
 
 The results (also written as JSON, a text table and a chart) hold, per configuration, the
-metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time, and the paired
+metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time (every sitting's epochs), and the paired
 comparison with the baseline: the mean per-frame PA-MPJPE difference (configuration minus
 baseline, mm; negative is better) with a bootstrap 95 % interval over evaluation frames, overall
 and per bucket.
@@ -134,23 +134,20 @@ def train_and_test(name: str, budget: dict, seed: int, data: Path, out: Path) ->
             f'lr_dec_epoch={budget["lr_dec_epoch"]}', 'testset=SYNTH', f'val_every={budget["val_every"]}']
     sets += [f'{k}={v}' for k, v in CONFIGS[name].items()]
     common = ['--gpu', 'cpu', '--preset', 'cpu', '--set', *sets]
-    timing_file = run_dir / 'train_seconds.json'
-    seconds = json.loads(timing_file.read_text())['seconds'] if timing_file.is_file() else 0.0
     if epochs not in list_snapshots(run_dir / 'model_dump'):
-        seconds += run(f'train {name}', ['main/train.py', *common, '--trainset', 'SYNTH', '--seed', seed,
-                                         '--continue'])
-        timing_file.write_text(json.dumps({'seconds': seconds}))
+        run(f'train {name}', ['main/train.py', *common, '--trainset', 'SYNTH', '--seed', seed, '--continue'])
     run(f'test {name}', ['main/test.py', *common, '--test_epoch', epochs])
     metrics = json.loads((run_dir / 'result' / f'metrics_SYNTH_{epochs}.json').read_text())
     with np.load(run_dir / 'result' / f'predictions_SYNTH_{epochs}.npz') as npz:
         per_frame = (npz['error_pa_mpjpe'] * 1000.0).tolist()
         occlusion = npz['occlusion'].tolist()
     history = load_checkpoint(run_dir / 'model_dump' / f'snapshot_{epochs}.pth.tar')['history']
+    seconds = [h.get('seconds') for h in history]      # every sitting's epochs; None: older snapshots
     by_bucket = metrics['pa_mpjpe_by_occlusion']
     result = {
         'switches': CONFIGS[name], 'pa_mpjpe': metrics['pa_mpjpe'], 'pa_mpvpe': metrics['pa_mpvpe'],
         'f5': metrics['f5'], 'f15': metrics['f15'], 'mpjpe': metrics['mpjpe'],
-        'seg_iou': metrics.get('seg_iou_hand'), 'train_minutes': seconds / 60,
+        'seg_iou': metrics.get('seg_iou_hand'), 'train_minutes': None if None in seconds else sum(seconds) / 60,
         'buckets': {BUCKET_KEYS[b]: {'pa_mpjpe': v['pa_mpjpe'], 'n': v['count']} for b, v in by_bucket.items()},
         'val_curve': [{'epoch': h['epoch'], 'pa_mpjpe': h['val_pa_mpjpe']} for h in history if 'val_pa_mpjpe' in h],
         'per_frame_pa_mpjpe': per_frame, 'occlusion': occlusion,
@@ -186,6 +183,11 @@ def paired_comparison(config: dict, base: dict, seed: int = 0) -> dict:
     return out
 
 
+def minutes(value: float | None) -> str:
+    """'38 min', or '-' where the training time is unknown (snapshots written before epochs were timed)."""
+    return '-' if value is None else f'{value:.0f} min'
+
+
 def table(configs: dict[str, dict], mean_pose: float) -> str:
     buckets = list(BUCKET_KEYS.values())
     head = (f'{"configuration":<14} {"PA-MPJPE":>9} {"PA-MPVPE":>9} {"F@5":>6} {"F@15":>6} '
@@ -198,7 +200,7 @@ def table(configs: dict[str, dict], mean_pose: float) -> str:
         cmp = r.get('vs_baseline', {}).get('overall')
         vs = f'   {cmp["mean_diff_mm"]:+.2f} [{cmp["ci95_mm"][0]:+.2f}, {cmp["ci95_mm"][1]:+.2f}]' if cmp else ''
         lines.append(f'{name:<14} {r["pa_mpjpe"]:9.2f} {r["pa_mpvpe"]:9.2f} {r["f5"]:6.3f} {r["f15"]:6.3f} '
-                     f'{cells} {iou} {r["train_minutes"]:6.1f}m{vs}')
+                     f'{cells} {iou} {minutes(r["train_minutes"]):>7}{vs}')
     counts = next(iter(configs.values()))['buckets']
     lines.append('(errors in mm; evaluation frames per occlusion bucket: '
                  + ', '.join(f'{b} {counts[b]["n"]}' for b in buckets)
@@ -260,7 +262,7 @@ def report(paths: list[Path]) -> str:
             iou = f'{c["seg_iou"]:.3f}' if c.get('seg_iou') is not None else '-'
             lines.append(f'| {name} | {r["seed"]} | ' + ' | '.join(f'{v:.2f}' for v in row)
                          + f' | {fmt_ci(vs["overall"]) if vs else "-"} | {fmt_ci(vs[">40"]) if vs else "-"}'
-                         + f' | {c["f5"]:.3f} | {iou} | {c["train_minutes"]:.0f} min |')
+                         + f' | {c["f5"]:.3f} | {iou} | {minutes(c["train_minutes"])} |')
         if len(values) > 1:
             v = np.array(values)
             cells = ' | '.join(f'{m:.2f} ± {(hi - lo) / 2:.2f}' for m, lo, hi in zip(v.mean(0), v.min(0), v.max(0)))

@@ -61,8 +61,9 @@ class Trainer:
     """Trains a ``model.Model`` on ``conf.trainset`` with Adam and a step schedule; writes
     ``snapshot_{epochs completed}.pth.tar`` every ``ckpt_freq`` epochs, at the end, and for the latest
     epoch (replacing the previous latest one), so an interrupted run loses at most one epoch.
-    ``history`` (one dict per completed epoch: ``epoch``, ``lr``, the epoch mean of each loss term
-    and, on validation epochs, ``val_<metric>``) travels in the snapshots and is drawn to
+    ``history`` (one dict per completed epoch: ``epoch``, ``lr``, ``seconds`` (its wall time,
+    validation included), the epoch mean of each loss term and, on validation epochs,
+    ``val_<metric>``) travels in the snapshots and is drawn to
     ``log/train_curves.png`` after every epoch.
 
     Args:
@@ -178,12 +179,13 @@ class Trainer:
         curves = conf.log_dir / 'train_curves.png'
         try:
             for epoch in range(self.start_epoch, conf.end_epoch):
-                lr = self.optimizer.param_groups[0]['lr']
+                lr, t_epoch = self.optimizer.param_groups[0]['lr'], time.time()
                 means = self.train_epoch(epoch, t_start)
                 entry = {'epoch': epoch + 1, 'lr': lr, **means}
                 if self.val_dataset is not None and ((epoch + 1) % conf.val_every == 0
                                                      or epoch + 1 == conf.end_epoch):
                     entry.update(self.validate(epoch + 1))
+                entry['seconds'] = time.time() - t_epoch
                 self.history.append(entry)
                 self.scheduler.step()
                 if self.rt.main_process:
@@ -216,12 +218,12 @@ class Trainer:
         return values
 
     def _log_epoch(self, entry: dict[str, float]) -> None:
-        """An epoch's loss means, learning rate and validation metrics to TensorBoard."""
+        """An epoch's loss means, learning rate, wall time and validation metrics to TensorBoard."""
         step = entry['epoch']
         for key, value in entry.items():
             if key == 'epoch':
                 continue
-            group = 'val' if key.startswith('val_') else 'lr' if key == 'lr' else 'epoch_loss'
+            group = {'lr': 'lr', 'seconds': 'time'}.get(key, 'val' if key.startswith('val_') else 'epoch_loss')
             self.board.add_scalar(f'{group}/{key.removeprefix("val_")}', value, step)
         self.board.flush()
 

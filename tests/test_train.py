@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import test_data_helpers as fx
 from checkpoints import (find_snapshot, list_snapshots, load_checkpoint, load_network, model_config_from,
@@ -62,20 +63,26 @@ def test_train_writes_a_complete_snapshot_and_log(trained):
 
 def test_history_matches_the_log_and_is_drawn(trained):
     """The snapshot's history holds the epoch means that the epoch's last log line reports, and
-    the learning rate the epoch trained with; the curves picture is there."""
+    the learning rate the epoch trained with and its wall time; the curves picture is there."""
     ckpt = load_checkpoint(snapshot_path(trained / 'model_dump', 1))
     (entry,) = ckpt['history']
     last = [line for line in (trained / 'log' / 'train_logs.txt').read_text().splitlines()
             if 'epoch 1/1 iter 2/2' in line][-1]
     logged = dict(re.findall(r'(\w+) (\d+\.\d{4}) ', last.split(' | ')[2] + ' '))
     assert entry['epoch'] == 1 and entry['lr'] == pytest.approx(ckpt['config']['lr'])
-    assert set(logged) == set(entry) - {'epoch', 'lr'} and 'total' in logged
+    assert set(logged) == set(entry) - {'epoch', 'lr', 'seconds'} and 'total' in logged
+    assert 0 < entry['seconds'] < 600
     for key, value in logged.items():
         assert entry[key] == pytest.approx(float(value), abs=5e-5), key
     assert entry['total'] == pytest.approx(sum(v for k, v in entry.items()
-                                               if k not in ('epoch', 'lr', 'total')), rel=1e-6)
+                                               if k not in ('epoch', 'lr', 'seconds', 'total')), rel=1e-6)
     picture = cv2.imread(str(trained / 'log' / 'train_curves.png'))
     assert picture is not None and picture.shape == (600, 750, 3)
+    board = EventAccumulator(str(trained / 'log'))
+    board.Reload()
+    scalars = {tag: board.Scalars(tag)[-1].value for tag in board.Tags()['scalars']}
+    assert scalars['time/seconds'] == pytest.approx(entry['seconds'])
+    assert scalars['lr/lr'] == pytest.approx(entry['lr']) and scalars['epoch_loss/total'] == pytest.approx(entry['total'])
 
 
 def test_curves_need_history_and_leave_no_temporary_file(tmp_path):
@@ -228,7 +235,8 @@ def test_resumed_run_matches_uninterrupted_run(synth_set, tmp_path):
     assert a['scheduler'] == b['scheduler']
     assert [h['epoch'] for h in b['history']] == [1, 2] and a['history'][0].keys() == b['history'][0].keys()
     for ha, hb in zip(a['history'], b['history']):
-        assert all(ha[k] == pytest.approx(hb[k], rel=1e-5) for k in ha)
+        assert all(ha[k] == pytest.approx(hb[k], rel=1e-5) for k in ha if k != 'seconds')
+    assert all(h['seconds'] > 0 for h in b['history'])      # the first sitting's epoch keeps its time
     assert b['history'][1]['lr'] == pytest.approx(conf.lr * 0.5)
     # and the uninterrupted run really did change the weights in epoch 2
     first = load_checkpoint(snapshot_path(tmp_path / 'resumed' / 'model_dump', 1))

@@ -18,7 +18,7 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     """Draw ``history`` to the PNG ``path``.
 
     history: one dict per completed epoch, in order: ``epoch`` (1-based), ``lr`` (the learning rate
-    the epoch trained with), the epoch mean of each loss term (``total`` drawn in black) and, on
+    the epoch trained with), optionally ``seconds`` (not drawn), the epoch mean of each loss term (``total`` drawn in black) and, on
     validation epochs, ``val_<metric>``. Losses and learning rate are on log scales, the losses
     on top; when any epoch has ``val_pa_mpjpe``, a middle panel shows it in mm. Written
     atomically (utils.files), so an interrupted run never leaves a half-written picture.
@@ -26,7 +26,7 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     if not history:
         raise ValueError('plot_training_curves needs at least one epoch of history')
     epochs = np.array([h['epoch'] for h in history])
-    terms = [k for k in history[-1] if k not in ('epoch', 'lr', 'total') and not k.startswith('val_')]
+    terms = [k for k in history[-1] if k not in ('epoch', 'lr', 'seconds', 'total') and not k.startswith('val_')]
     validated = [h for h in history if 'val_pa_mpjpe' in h]
     fig = Figure(figsize=(7.5, 8 if validated else 6), dpi=100, layout='constrained')
     if validated:
