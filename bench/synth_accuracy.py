@@ -21,10 +21,10 @@ configurations). An interrupted run goes on with --continue: finished configurat
 and the unfinished one continues from its newest snapshot (one epoch lost at most).
 
 The results (also written as JSON, a text table and a chart) hold, per configuration, the
-metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time (every sitting's epochs), and the paired
-comparison with the baseline: the mean per-frame PA-MPJPE difference (configuration minus
-baseline, mm; negative is better) with a bootstrap 95 % interval over evaluation frames, overall
-and per bucket.
+metrics, PA-MPJPE per occlusion bucket, the validation curve, the training time (summed over the
+epochs of every sitting), and the paired comparison with the baseline: the mean per-frame
+PA-MPJPE difference (configuration minus baseline, mm; negative is better) with a bootstrap 95 %
+interval over evaluation frames, overall and per bucket.
 """
 import sys
 from pathlib import Path
@@ -239,12 +239,11 @@ def load_results(paths: list[Path]) -> list[dict]:
     return runs
 
 
-def report(paths: list[Path]) -> str:
-    """A Markdown table of results files (one per seed): per configuration and seed, PA-MPJPE
-    overall and per occlusion bucket, with the paired difference from the baseline and its
-    interval; the mean over seeds and the spread (max - min) between them; and the paired
-    comparison with every seed's frames pooled."""
-    runs = load_results(paths)
+def report(runs: list[dict]) -> str:
+    """A Markdown table of results files (``load_results``, one per seed): per configuration and
+    seed, PA-MPJPE overall and per occlusion bucket, with the paired difference from the baseline
+    and its interval; the mean over seeds ± half the spread (max - min) between them; and the
+    paired comparison with every seed's frames pooled."""
     groups = ['overall', *BUCKET_KEYS.values()]
     head = ('| configuration | seed | ' + ' | '.join(f'PA-MPJPE {g}' for g in groups)
             + ' | vs baseline, all | vs baseline, >40 % | F@5 | seg IoU | training |')
@@ -352,9 +351,9 @@ def main() -> None:
     if args.plot and not args.report:
         raise UserError('--plot draws the chart of --report; give the results files with --report')
     if args.report:
-        print(report(args.report))
+        runs = load_results(args.report)
+        print(report(runs))
         if args.plot:
-            runs = load_results(args.report)
             seeds = ', '.join(str(r['seed']) for r in runs)
             chart(runs, output_file(args.plot, '--plot'),
                   f'SYNTH, {runs[0]["budget"]} budget, seed{"s" if len(runs) > 1 else ""} {seeds}')

@@ -96,7 +96,7 @@ def test_report_gives_each_seed_the_mean_and_the_half_spread(bench, tmp_path):
             dict(r['configs']['baseline'], occlusion=r['eval_occlusion']))
         paths.append(tmp_path / f'seed{r["seed"]}.json')
         paths[-1].write_text(json.dumps(r))
-    text = bench.report(paths)
+    text = bench.report(bench.load_results(paths))
     values = [r['configs']['InteractHand']['pa_mpjpe'] for r in runs]
     assert f'| InteractHand | 1 | {values[0]:.2f} |' in text and f'| InteractHand | 2 | {values[1]:.2f} |' in text
     mean_row = next(line for line in text.splitlines() if line.startswith('| **InteractHand** |'))
@@ -110,7 +110,7 @@ def test_report_names_an_unreadable_results_file(bench, tmp_path):
     bad = tmp_path / 'broken.json'
     bad.write_text('{"seed": 1,')
     with pytest.raises(UserError, match='broken.json'):
-        bench.report([bad])
+        bench.load_results([bad])
 
 
 def test_chart_draws_both_panels(bench, tmp_path, monkeypatch, capsys):
