@@ -215,16 +215,21 @@ def fmt_ci(cmp: dict) -> str:
 
 
 def pooled_comparison(runs: list[dict], name: str) -> dict | None:
-    """The paired comparison of ``name`` with the baseline over the frames of all runs (seeds)
-    together: per-frame differences within each run, pooled; None when a run lacks them."""
+    """The paired comparison of ``name`` with the baseline over the frames of every run (seed)
+    that has it: per-frame differences within each run, pooled; None when no run has it, or when
+    one lacks the per-frame errors."""
     a, b, occ = [], [], []
     for r in runs:
         c, base = r['configs'].get(name), r['configs'].get('baseline')
-        if c is None or base is None or 'per_frame_pa_mpjpe' not in c or 'eval_occlusion' not in r:
+        if c is None:
+            continue
+        if base is None or 'per_frame_pa_mpjpe' not in c or 'eval_occlusion' not in r:
             return None
         a += c['per_frame_pa_mpjpe']
         b += base['per_frame_pa_mpjpe']
         occ += r['eval_occlusion']
+    if not a:
+        return None
     return paired_comparison({'per_frame_pa_mpjpe': a, 'occlusion': occ}, {'per_frame_pa_mpjpe': b, 'occlusion': occ})
 
 
@@ -267,7 +272,7 @@ def report(runs: list[dict]) -> str:
             cells = ' | '.join(f'{m:.2f} ± {(hi - lo) / 2:.2f}' for m, lo, hi in zip(v.mean(0), v.min(0), v.max(0)))
             lines.append(f'| **{name}** | mean ± half spread | {cells} | | | | | |')
     if len(runs) > 1:
-        lines += ['', '| configuration vs baseline, all seeds pooled | ' + ' | '.join(groups) + ' |',
+        lines += ['', '| configuration vs baseline, its seeds pooled | ' + ' | '.join(groups) + ' |',
                   '| --- |' + ' --- |' * len(groups)]
         for name in names[1:] if names[0] == 'baseline' else names:
             pooled = pooled_comparison(runs, name)
@@ -321,7 +326,7 @@ def chart(runs: list[dict], path: Path, title: str) -> None:
         mean = np.array([pooled[g]['mean_diff_mm'] for g in groups])
         ci = np.array([pooled[g]['ci95_mm'] for g in groups])                          # (groups, 2)
         right.errorbar(x, mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], fmt='o', color=colours[name],
-                       capsize=4, label=f'{name} - baseline')
+                       capsize=4, label=f'{name} - baseline ({pooled["overall"]["n"]} frames)')
     right.axhline(0, color='black', linewidth=1)
     right.set_xticks(np.arange(len(groups)), labels)
     right.set_ylabel('per-frame difference (mm, 95 % interval)')

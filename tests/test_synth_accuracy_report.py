@@ -83,6 +83,10 @@ def test_pooled_comparison_concatenates_the_seeds(bench):
     assert pooled['overall']['n'] == 500 and pooled['overall']['mean_diff_mm'] == pytest.approx(diff.mean())
     sel = occ >= 0.4
     assert pooled['>40']['n'] == sel.sum() and pooled['>40']['mean_diff_mm'] == pytest.approx(diff[sel].mean())
+    alone = bench.pooled_comparison([runs[0], {**runs[1], 'configs': {'baseline': runs[1]['configs']['baseline']}}],
+                                    'InteractHand')
+    assert alone['overall']['n'] == 300 and alone['overall']['mean_diff_mm'] == pytest.approx(diff[:300].mean())
+    assert bench.pooled_comparison(runs, 'no_seg') is None
     del runs[1]['configs']['InteractHand']['per_frame_pa_mpjpe']
     assert bench.pooled_comparison(runs, 'InteractHand') is None
 
