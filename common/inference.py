@@ -185,9 +185,8 @@ class HandReconstructor:
         around it. With ``mirror``, every look is also taken of the mirrored image, and the box is
         the mean of all looks' centres and log sizes (each look's error is partly its own: on the
         quickstart's frames the mean IoU with the true box rises from 0.60 to 0.635 with four,
-        docs/RESULTS.md). Networks
-        without a localiser (snapshots from before it existed): a first pass of the network over
-        the whole frame, the box of its hand mask (or of its 2D joints)."""
+        docs/RESULTS.md). Networks without a localiser (snapshots from before it existed): a first
+        pass of the network over the whole frame, the box of its hand mask (or of its 2D joints)."""
         h, w = img.shape[:2]
         whole = whole_image_box(w, h)
         if self.model.localiser is None:

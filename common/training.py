@@ -63,8 +63,8 @@ class Trainer:
     epoch (replacing the previous latest one), so an interrupted run loses at most one epoch.
     ``history`` (one dict per completed epoch: ``epoch``, ``lr``, ``seconds`` (its wall time,
     validation included), the epoch mean of each loss term and, on validation epochs,
-    ``val_<metric>``) travels in the snapshots and is drawn to
-    ``log/train_curves.png`` after every epoch.
+    ``val_<metric>``) travels in the snapshots and is drawn to ``log/train_curves.png`` after
+    every epoch.
 
     Args:
         conf: the whole training configuration.

@@ -18,8 +18,8 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
     """Draw ``history`` to the PNG ``path``.
 
     history: one dict per completed epoch, in order: ``epoch`` (1-based), ``lr`` (the learning rate
-    the epoch trained with), optionally ``seconds`` (not drawn), the epoch mean of each loss term (``total`` drawn in black) and, on
-    validation epochs, ``val_<metric>``. Losses and learning rate are on log scales, the losses
+    the epoch trained with), optionally ``seconds`` (not drawn), the epoch mean of each loss term
+    (``total`` drawn in black) and, on validation epochs, ``val_<metric>``. Losses and learning rate are on log scales, the losses
     on top; when any epoch has ``val_pa_mpjpe``, a middle panel shows it in mm. Written
     atomically (utils.files), so an interrupted run never leaves a half-written picture.
     """
